@@ -1,0 +1,180 @@
+/**
+ * The FUSE ops of a read-only image: a Bootstrap served from memory, file
+ * content through a ChunkReader.
+ *
+ * This is the FUSE edge, the only place where errors become errno values:
+ * a failed chunk read (DataCorrupt, Unavailable, Timeout, anything) is
+ * logged with its full details and answered with EIO for that read only.
+ * File handles are inode index + 1; no per-open state exists, so concurrent
+ * reads of one file need no coordination here (the ChunkReader shares
+ * fetches of the same unit).
+ */
+import { constants } from 'node:fs';
+import type { Bootstrap, Inode } from '../../format-spec/types';
+import { InodeType } from '../../format-spec/types';
+import type { ChunkReader } from '../types';
+import { codeOf, dataCorrupt } from '../../common/errors';
+import type { Logger } from '../../common/logger';
+import { Errno, type FuseOps, type FuseStat, type FuseStatfs, type MutatingOp } from '../../native/fuse';
+import { chunksFor, linkCounts } from '../../format-spec/tree';
+import { statfsOf, statOf } from './attrs';
+import { PathIndex } from './paths';
+
+export interface ImageOpsOptions {
+  bootstrap: Bootstrap;
+  reader: ChunkReader;
+  logger: Logger;
+}
+
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_RDWR | constants.O_TRUNC | constants.O_APPEND | constants.O_CREAT;
+
+export class ImageOps implements FuseOps {
+  private readonly inodes: readonly Inode[];
+  private readonly reader: ChunkReader;
+  private readonly logger: Logger;
+  private readonly paths: PathIndex;
+  private readonly nlink: Uint32Array;
+  private readonly totals: FuseStatfs;
+
+  constructor(opts: ImageOpsOptions) {
+    this.inodes = opts.bootstrap.inodes;
+    this.reader = opts.reader;
+    this.logger = opts.logger;
+    this.paths = new PathIndex(opts.bootstrap);
+    this.nlink = linkCounts(opts.bootstrap);
+    this.totals = statfsOf(opts.bootstrap);
+  }
+
+  getattr(path: string): FuseStat | number {
+    const index = this.paths.resolve(path);
+    return index < 0 ? index : this.stat(index);
+  }
+
+  readdir(path: string): { names: string[]; stats: FuseStat[] } | number {
+    const index = this.paths.resolve(path);
+    if (index < 0) return index;
+    const dir = this.inodes[index];
+    if (dir.type !== InodeType.Dir) return Errno.ENOTDIR;
+    const parent = this.paths.parentOf(path);
+    const entries = dir.entries ?? [];
+    const names = new Array<string>(entries.length + 2);
+    const stats = new Array<FuseStat>(entries.length + 2);
+    names[0] = '.';
+    stats[0] = this.stat(index);
+    names[1] = '..';
+    stats[1] = this.stat(parent < 0 ? index : parent);
+    for (let i = 0; i < entries.length; i++) {
+      names[i + 2] = entries[i][0];
+      stats[i + 2] = this.stat(entries[i][1]);
+    }
+    return { names, stats };
+  }
+
+  readlink(path: string): string | number {
+    const index = this.paths.resolve(path);
+    if (index < 0) return index;
+    const inode = this.inodes[index];
+    return inode.type === InodeType.Symlink ? (inode.target ?? '') : Errno.EINVAL;
+  }
+
+  open(path: string, flags: number): number {
+    const index = this.paths.resolve(path);
+    if (index < 0) return index;
+    if ((flags & WRITE_FLAGS) !== 0) return Errno.EROFS;
+    if (this.inodes[index].type === InodeType.Dir) return Errno.EISDIR;
+    return index + 1;
+  }
+
+  opendir(path: string): number {
+    const index = this.paths.resolve(path);
+    if (index < 0) return index;
+    return this.inodes[index].type === InodeType.Dir ? index + 1 : Errno.ENOTDIR;
+  }
+
+  async read(path: string, fh: number, buf: Buffer, position: number): Promise<number> {
+    const index = this.fileIndex(path, fh);
+    if (index < 0) return index;
+    const inode = this.inodes[index];
+    if (inode.type !== InodeType.File) return Errno.EISDIR;
+    const want = buf.length;
+    if (position >= inode.size || want === 0) return 0;
+    const spans = chunksFor(inode, position, want);
+    try {
+      const datas = await Promise.all(spans.map((s) => this.reader.read(s.ref)));
+      if (buf.length < want) {
+        // fuse-native detaches the buffer when it has answered ETIMEDOUT itself.
+        this.logger.warn({ path, offset: position, length: want }, 'read finished after the FUSE op timed out');
+        return Errno.EIO;
+      }
+      let filled = 0;
+      for (let i = 0; i < spans.length; i++) {
+        const { ref, from, to } = spans[i];
+        const data = datas[i];
+        if (data.length !== ref.size) {
+          throw dataCorrupt('chunk reader returned a chunk of the wrong size', { expected: ref.size, got: data.length });
+        }
+        filled += data.copy(buf, filled, from, to);
+      }
+      return filled;
+    } catch (err) {
+      this.logger.error({ err, code: codeOf(err), path, ino: index + 1, offset: position, length: want }, 'read failed');
+      return Errno.EIO;
+    }
+  }
+
+  release(): 0 {
+    return 0;
+  }
+
+  releasedir(): 0 {
+    return 0;
+  }
+
+  flush(): 0 {
+    return 0;
+  }
+
+  fsync(): 0 {
+    return 0;
+  }
+
+  getxattr(path: string, name: string): Buffer | number {
+    const index = this.paths.resolve(path);
+    if (index < 0) return index;
+    const value = this.inodes[index].xattrs?.get(name);
+    if (value === undefined) return Errno.ENODATA;
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  }
+
+  listxattr(path: string): string[] | number {
+    const index = this.paths.resolve(path);
+    if (index < 0) return index;
+    const xattrs = this.inodes[index].xattrs;
+    return xattrs ? [...xattrs.keys()] : [];
+  }
+
+  statfs(): FuseStatfs {
+    return this.totals;
+  }
+
+  access(path: string, mode: number): 0 | number {
+    const index = this.paths.resolve(path);
+    if (index < 0) return index;
+    return (mode & constants.W_OK) !== 0 ? Errno.EROFS : 0;
+  }
+
+  mutate(_op: MutatingOp, _path: string): number {
+    return Errno.EROFS;
+  }
+
+  private stat(index: number): FuseStat {
+    return statOf(this.inodes[index], index, this.nlink[index]);
+  }
+
+  /** The file a handle names; falls back to the path for a handle we did not issue. */
+  private fileIndex(path: string, fh: number): number {
+    const index = fh - 1;
+    if (index >= 0 && index < this.inodes.length) return index;
+    return this.paths.resolve(path);
+  }
+}
