@@ -8,19 +8,10 @@ import { corrupt, overLimit } from './errors';
 import * as L from './limits';
 import { Loc, array, bin, fields, hasLoneSurrogate, int, quote, str, tuple } from './msgpack';
 import { compareNames } from './tree';
-import { InodeType, type BlobInfo, type Bootstrap, type ChunkRef, type Inode } from './types';
+import { INODE_TYPE_NAMES, InodeType, type BlobInfo, type Bootstrap, type ChunkRef, type Inode } from './types';
 
 const U32 = 0xffffffff;
 const BLOB_DIGEST = /^sha256:[0-9a-f]{64}$/;
-const TYPE_NAMES: Record<number, string> = {
-  [InodeType.File]: 'file',
-  [InodeType.Dir]: 'directory',
-  [InodeType.Symlink]: 'symlink',
-  [InodeType.CharDev]: 'char device',
-  [InodeType.BlockDev]: 'block device',
-  [InodeType.Fifo]: 'fifo',
-  [InodeType.Socket]: 'socket',
-};
 const INODE_REQUIRED = ['t', 'm', 'u', 'g', 'mt', 's'] as const;
 const INODE_OPTIONAL = ['l', 'ma', 'mi', 'x', 'e', 'c'] as const;
 
@@ -86,7 +77,7 @@ function checkInode(v: unknown, i: number, count: number, chunkSize: number, blo
   const where = `bootstrap inode ${i}`;
   const m = fields(v, where, INODE_REQUIRED, INODE_OPTIONAL);
   const type = int(m.get('t'), where, 'type') as InodeType;
-  const typeName = TYPE_NAMES[type];
+  const typeName = INODE_TYPE_NAMES[type];
   if (typeName === undefined) throw corrupt(where, `unknown inode type ${type}`);
   const isDev = type === InodeType.CharDev || type === InodeType.BlockDev;
   const wanted: Record<(typeof INODE_OPTIONAL)[number], boolean> = {

@@ -38,6 +38,17 @@ export const InodeType = {
 } as const;
 export type InodeType = (typeof InodeType)[keyof typeof InodeType];
 
+/** Names of inode types for messages and reports. */
+export const INODE_TYPE_NAMES: Readonly<Record<number, string>> = {
+  [InodeType.File]: 'file',
+  [InodeType.Dir]: 'directory',
+  [InodeType.Symlink]: 'symlink',
+  [InodeType.CharDev]: 'char device',
+  [InodeType.BlockDev]: 'block device',
+  [InodeType.Fifo]: 'fifo',
+  [InodeType.Socket]: 'socket',
+};
+
 /**
  * Where one chunk lives. Stored in the bootstrap as a 7-element array
  * [blob, cuOffset, cuSize, cuUsize, offset, size, digest] in this order.

@@ -1,0 +1,54 @@
+/**
+ * Entry point of the `nyd` command: dispatches to one file per command.
+ * Returns the process exit status; errors are printed once, here, with their
+ * stable code.
+ */
+import { codeOf, exitStatusOf } from '../common/errors';
+import { checkCommand, inspectCommand, unpackCommand } from './image-commands';
+import { convertCommand } from './convert-command';
+
+const USAGE = `usage: nyd <command> [options]
+
+commands:
+  convert SOURCE TARGET   convert an OCI image into a nyd image
+  unpack IMAGE DIR        materialise the root filesystem, verifying every chunk
+  inspect IMAGE           show layers, files, chunks, dedup savings and prefetch list
+  check IMAGE             verify blobs and bootstrap; non-zero exit on any mismatch
+
+images: oci:DIR[:TAG] | docker-archive:FILE | [docker://]host[:port]/repo[:tag|@digest]
+run 'nyd <command> --help' for the options of a command.
+`;
+
+export type Command = (args: string[], io: CommandIO) => Promise<number>;
+
+export interface CommandIO {
+  out: NodeJS.WritableStream & { isTTY?: boolean };
+  err: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+const COMMANDS: Record<string, Command> = {
+  convert: convertCommand,
+  unpack: unpackCommand,
+  inspect: inspectCommand,
+  check: checkCommand,
+};
+
+export async function main(argv: string[], io: CommandIO = { out: process.stdout, err: process.stderr }): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    io.out.write(USAGE);
+    return name ? 0 : 1;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.err.write(`nyd: unknown command "${name}"\n\n${USAGE}`);
+    return 1;
+  }
+  try {
+    return await command(rest, io);
+  } catch (err) {
+    io.err.write(`nyd ${name}: ${(err as Error)?.message ?? String(err)} [${codeOf(err)}]\n`);
+    if (process.env.NYD_DEBUG) io.err.write(`${(err as Error)?.stack}\n`);
+    return exitStatusOf(err);
+  }
+}
