@@ -18,7 +18,7 @@
  * slice of Node's shared pool), so they can be transferred between threads.
  * The functions are synchronous and reuse one zstd context per thread.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import { Duplex } from 'node:stream';
 import * as binding from 'zstd-napi/binding';
 import { dataCorrupt, invalidArgument, NydError } from '../common/errors';
 
@@ -143,65 +143,39 @@ export function decompressFrame(frame: Uint8Array, maxSize: number): Buffer {
 }
 
 /**
- * Streaming decompressor: any number of concatenated frames in, their bytes
- * out. Unlike zstd-napi's DecompressStream it stops decoding while the
- * readable side is full, so a small input with a huge ratio cannot pile up
- * memory; at most one DECOMPRESS_STREAM_CHUNK is decoded past the
- * highWaterMark. zstd's default window limit (128 MiB) bounds its own memory.
+ * Streaming decompression: any number of concatenated frames in, their bytes
+ * out, decoded on demand one DECOMPRESS_STREAM_CHUNK at a time, so a small
+ * input with a huge ratio cannot pile up memory (the consumer pulls each
+ * block). zstd's default window limit (128 MiB) bounds its own memory.
  * Errors (corrupt data, input ending inside a frame) are DataCorrupt.
  */
-class ZstdDecompressStream extends Transform {
-  private readonly dctx = new binding.DCtx();
-  private inFrame = false;
-  private pending: { src: Buffer; done: TransformCallback } | null = null;
-
-  override _transform(chunk: unknown, _encoding: BufferEncoding, done: TransformCallback): void {
-    if (!Buffer.isBuffer(chunk)) {
-      done(invalidArgument('zstd decompress stream accepts only Buffers'));
-      return;
-    }
-    this.pump(chunk, done);
-  }
-
-  /** Decodes `src` until it is used up, or parks it until the consumer reads. */
-  private pump(src: Buffer, done: TransformCallback): void {
-    try {
-      for (;;) {
-        const dst = Buffer.allocUnsafe(DECOMPRESS_STREAM_CHUNK);
-        const [remaining, produced, consumed] = this.dctx.decompressStream(dst, src);
-        src = src.subarray(consumed);
-        this.inFrame = remaining !== 0;
-        const more = produced > 0 ? this.push(dst.subarray(0, produced)) : true;
-        // All input taken and zstd holds nothing back: this chunk is finished.
-        if (src.length === 0 && (produced < dst.length || remaining === 0)) break;
-        if (!more) {
-          this.pending = { src, done };
-          return;
-        }
+export async function* decompressChunks(src: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<Buffer> {
+  const ctx = new binding.DCtx();
+  let inFrame = false;
+  for await (const chunk of src) {
+    let input = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+    for (;;) {
+      const dst = Buffer.allocUnsafe(DECOMPRESS_STREAM_CHUNK);
+      let remaining: number, produced: number, consumed: number;
+      try {
+        [remaining, produced, consumed] = ctx.decompressStream(dst, input);
+      } catch (err) {
+        throw corrupt(err, 'stream');
       }
-    } catch (err) {
-      done(corrupt(err, 'stream'));
-      return;
+      input = input.subarray(consumed);
+      // A call that did nothing (flushing after a frame ended) says nothing about frame state.
+      if (produced > 0 || consumed > 0) inFrame = remaining !== 0;
+      if (produced > 0) yield dst.subarray(0, produced);
+      if (input.length === 0 && (produced < dst.length || remaining === 0)) break;
+      if (produced === 0 && consumed === 0) throw dataCorrupt('corrupt zstd stream: decoder made no progress');
     }
-    done();
   }
-
-  override _read(size: number): void {
-    const pending = this.pending;
-    if (pending === null) {
-      super._read(size);
-      return;
-    }
-    this.pending = null;
-    this.pump(pending.src, pending.done);
-  }
-
-  override _flush(done: TransformCallback): void {
-    done(this.inFrame ? dataCorrupt('corrupt zstd stream: input ends inside a frame') : null);
-  }
+  if (inFrame) throw dataCorrupt('truncated zstd stream');
 }
 
-/** A Transform decompressing zstd frames; see ZstdDecompressStream above for its bounds. */
-export function createDecompressStream(): Transform {
-  return new ZstdDecompressStream();
+/** decompressChunks as a stream (write compressed bytes, read decompressed ones). */
+export function createDecompressStream(): Duplex {
+  return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
+    yield* decompressChunks(source);
+  });
 }

@@ -13,16 +13,16 @@
  * Buffering: at most one 128 KiB zstd output buffer or zlib's chunk plus the
  * result stream's 256 KiB highWaterMark.
  *
- * zstd uses zstd-napi's low-level DCtx (pull-based, one output buffer per
- * call). TODO(lead): move behind native/zstd.ts.
+ * zstd goes through native/zstd.ts's streaming decoder, which produces output
+ * on demand (one block-sized buffer per step).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { DCtx, dStreamOutSize } from 'zstd-napi/binding';
 import { dataCorrupt, limitExceeded, NydError, wrap } from '../common/errors';
 import { DECOMPRESSION_RATIO_FLOOR, MAX_DECOMPRESSION_RATIO } from '../format-spec/limits';
+import { decompressChunks } from '../native/zstd';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
@@ -118,7 +118,7 @@ export function decompressLayer(input: Readable, opts: DecompressOptions = {}): 
         if (first.length > 0) yield first;
         for (let b = ended ? undefined : await next(); b !== undefined; b = await next()) yield b;
       };
-      const out = kind === 'gzip' ? gunzip(rest()) : kind === 'zstd' ? unzstd(rest()) : rest();
+      const out = kind === 'gzip' ? gunzip(rest()) : kind === 'zstd' ? decompressChunks(rest()) : rest();
       for await (const b of out) {
         account(b);
         yield b;
@@ -151,38 +151,6 @@ export function decompressLayer(input: Readable, opts: DecompressOptions = {}): 
     } finally {
       gz.destroy();
     }
-  }
-
-  async function* unzstd(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    const dctx = new DCtx();
-    const outSize = dStreamOutSize();
-    let dst = Buffer.allocUnsafe(outSize);
-    let inFrame = false;
-    for await (const chunk of src) {
-      let s: Buffer = chunk;
-      for (;;) {
-        let ret: number, produced: number, consumed: number;
-        try {
-          [ret, produced, consumed] = dctx.decompressStream(dst, s);
-        } catch (err) {
-          throw fail(dataCorrupt(`${name}: corrupt zstd stream: ${(err as Error).message}`, { compressed: st.compressed }));
-        }
-        s = s.subarray(consumed);
-        // A call that did nothing (flushing after a frame ended) says nothing about frame state.
-        if (produced > 0 || consumed > 0) inFrame = ret !== 0;
-        if (produced === dst.length) {
-          yield dst;
-          dst = Buffer.allocUnsafe(outSize);
-        } else if (produced > 0) {
-          yield Buffer.from(dst.subarray(0, produced));
-        }
-        if (s.length === 0 && (produced < outSize || ret === 0)) break;
-        if (produced === 0 && consumed === 0) {
-          throw fail(dataCorrupt(`${name}: corrupt zstd stream: decoder made no progress`));
-        }
-      }
-    }
-    if (inFrame) throw fail(dataCorrupt(`${name}: truncated zstd stream`, { compressed: st.compressed }));
   }
 
   const stream = Readable.from(run(), { objectMode: false, highWaterMark: DECOMPRESS_HIGH_WATER_MARK });
