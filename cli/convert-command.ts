@@ -7,6 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { invalidArgument } from '../common/errors';
 import { convertImage } from '../converter/convert';
+import { convertAllPlatforms, type ConvertIndexResult } from '../converter/convert-index';
+import type { ConvertResult } from '../converter/types';
 import { parsePrefetchPatterns } from '../converter/prefetch-patterns';
 import { DEFAULT_CHUNK_SIZE } from '../format-spec/limits';
 import { createZstdPool } from '../native/zstd-pool';
@@ -28,6 +30,7 @@ const USAGE = `usage: nyd convert SOURCE TARGET [options]
   --compression-level N      zstd level 1..19 (default 6)
   --prefetch-patterns FILE   paths and globs to place first and list for prefetch
   --platform OS/ARCH[/VAR]   platform to convert from an index (default: this host's)
+  --all-platforms            convert every platform of an index and write an index of the results
   --threads N                compression threads (default: CPUs)
   --json                     print a JSON summary on stdout
   --plain-http, --insecure HOST, --ca-file FILE, --creds USER:PASS, --docker-config FILE
@@ -42,6 +45,7 @@ export async function convertCommand(args: string[], io: CommandIO): Promise<num
       'compression-level': { type: 'string' },
       'prefetch-patterns': { type: 'string' },
       platform: { type: 'string' },
+      'all-platforms': { type: 'boolean' },
       threads: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -65,36 +69,45 @@ export async function convertCommand(args: string[], io: CommandIO): Promise<num
     ? parsePrefetchPatterns(readTextFile(values['prefetch-patterns'], '--prefetch-patterns'), values['prefetch-patterns'])
     : [];
   const platform = values.platform ? parsePlatform(values.platform) : undefined;
+  const allPlatforms = values['all-platforms'] === true;
+  if (allPlatforms && platform) throw invalidArgument('--platform and --all-platforms exclude each other');
 
   const source = await openImageSource(srcRef, transport, logger);
-  const target = await openImageTarget(dstRef, transport, logger).catch(async (err: unknown) => {
+  const opened = await openImageTarget(dstRef, transport, logger, srcRef).catch(async (err: unknown) => {
     await source.close();
     throw err;
   });
   const pool = createZstdPool({ threads });
   const progress = io.err.isTTY && !values.json ? createProgress(io.err) : undefined;
+  const target = progress ? progress.trackTarget(opened) : opened;
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'nyd-convert-'));
+  const opts = { chunkSize, compressionLevel, prefetchPatterns, platform, workDir };
   try {
-    const result = await convertImage(
-      { source, target, pool, logger, progress },
-      { chunkSize, compressionLevel, prefetchPatterns, platform, workDir },
-    );
+    const result: ConvertResult | ConvertIndexResult = allPlatforms
+      ? await convertAllPlatforms({ source, target, pool, logger, progressFor: progress && ((label) => progress.image(label)) }, opts)
+      : await convertImage({ source, target, pool, logger, progress: progress?.image('') }, opts);
     progress?.stop();
-    if (values.json) {
-      io.out.write(`${JSON.stringify(result, null, 2)}\n`);
-    } else {
-      const mb = (n: number) => (n / 1e6).toFixed(1);
-      io.out.write(
-        `${dstRef}: ${result.manifest}\n` +
-          `  ${result.layers.length} layers, ${mb(result.uncompressedBytes)} MB uncompressed, ` +
-          `${mb(result.sourceBytes)} MB source -> ${mb(result.targetBytes)} MB nyd, ` +
-          `${result.seconds.toFixed(1)} s (${mb(result.uncompressedBytes / result.seconds)} MB/s)\n`,
-      );
-    }
+    io.out.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : summary(dstRef, result));
     return 0;
   } finally {
     progress?.stop();
     await pool.destroy();
     await Promise.all([source.close(), target.close()]);
   }
+}
+
+const mb = (n: number) => (n / 1e6).toFixed(1);
+
+function imageLine(r: ConvertResult): string {
+  return (
+    `${r.layers.length} layers, ${mb(r.uncompressedBytes)} MB uncompressed, ` +
+    `${mb(r.sourceBytes)} MB source -> ${mb(r.targetBytes)} MB nyd`
+  );
+}
+
+function summary(dstRef: string, result: ConvertResult | ConvertIndexResult): string {
+  const rate = `${result.seconds.toFixed(1)} s (${mb(result.uncompressedBytes / result.seconds)} MB/s)`;
+  if (!('images' in result)) return `${dstRef}: ${result.manifest}\n  ${imageLine(result)}, ${rate}\n`;
+  const lines = result.images.map((i) => `  ${i.platform}: ${i.manifest}\n    ${imageLine(i)}`);
+  return `${dstRef}: ${result.manifest} (${result.images.length} platform${result.images.length === 1 ? '' : 's'}, ${rate})\n${lines.join('\n')}\n`;
 }

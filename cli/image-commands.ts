@@ -5,6 +5,8 @@ import { invalidArgument } from '../common/errors';
 import { checkImage } from '../converter/check';
 import { inspectImage, type InspectReport } from '../converter/inspect';
 import { unpackImage } from '../converter/unpack';
+import { platformSource } from '../converter/platform-source';
+import { parsePlatform } from '../oci/platform';
 import type { ImageSource } from '../oci/types';
 import type { CommandIO } from './main';
 import { loggerFor, openImageSource, parse, TRANSPORT_OPTIONS, transportOptions } from './options';
@@ -17,14 +19,17 @@ async function withSource<T>(
   count: number,
   run: (source: ImageSource, positionals: string[], values: Record<string, unknown>, logger: ReturnType<typeof loggerFor>) => Promise<T>,
 ): Promise<T | number> {
-  const { values, positionals } = parse(args, { ...TRANSPORT_OPTIONS, ...extra }, usage);
+  const { values, positionals } = parse(args, { ...TRANSPORT_OPTIONS, platform: { type: 'string' }, ...extra }, usage);
   if (values.help) {
     io.out.write(`${usage}\n`);
     return 0;
   }
   if (positionals.length !== count) throw invalidArgument(`wrong number of arguments\n${usage}`);
   const logger = loggerFor(values);
-  const source = await openImageSource(positionals[0] as string, transportOptions(values), logger);
+  const platform = typeof values.platform === 'string' ? parsePlatform(values.platform) : undefined;
+  const opened = await openImageSource(positionals[0] as string, transportOptions(values), logger);
+  // Without --platform, an index resolves to this host's platform (openNydImage).
+  const source = platform ? platformSource(opened, platform) : opened;
   try {
     return await run(source, positionals, values, logger);
   } finally {
@@ -33,7 +38,7 @@ async function withSource<T>(
 }
 
 export async function unpackCommand(args: string[], io: CommandIO): Promise<number> {
-  const usage = 'usage: nyd unpack IMAGE DIR [--plain-http ...]';
+  const usage = 'usage: nyd unpack IMAGE DIR [--platform OS/ARCH[/VAR]] [--plain-http ...]';
   const result = await withSource(args, usage, io, {}, 2, async (source, [, dir], _v, logger) => {
     const r = await unpackImage(source, dir as string, logger);
     io.out.write(`unpacked ${r.files} files, ${r.bytes} bytes, every chunk verified, into ${dir}\n`);
@@ -62,7 +67,7 @@ function formatInspect(r: InspectReport): string {
 }
 
 export async function inspectCommand(args: string[], io: CommandIO): Promise<number> {
-  const usage = 'usage: nyd inspect IMAGE [--json] [--plain-http ...]';
+  const usage = 'usage: nyd inspect IMAGE [--json] [--platform OS/ARCH[/VAR]] [--plain-http ...]';
   return withSource(args, usage, io, { json: { type: 'boolean' } }, 1, async (source, _p, values) => {
     const report = await inspectImage(source);
     io.out.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
@@ -71,7 +76,7 @@ export async function inspectCommand(args: string[], io: CommandIO): Promise<num
 }
 
 export async function checkCommand(args: string[], io: CommandIO): Promise<number> {
-  const usage = 'usage: nyd check IMAGE [--json] [--plain-http ...]';
+  const usage = 'usage: nyd check IMAGE [--json] [--platform OS/ARCH[/VAR]] [--plain-http ...]';
   return withSource(args, usage, io, { json: { type: 'boolean' } }, 1, async (source, [ref], values) => {
     const report = await checkImage(source);
     if (values.json) io.out.write(`${JSON.stringify(report, null, 2)}\n`);

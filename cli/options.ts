@@ -8,6 +8,7 @@ import { invalidArgument } from '../common/errors';
 import { createLogger, type Logger, type LogLevel } from '../common/logger';
 import { openSource, openTarget } from '../oci/open';
 import { parseReference } from '../oci/reference';
+import { registryTransport } from '../oci/registry';
 import type { ImageSource, ImageTarget, TransportOptions } from '../oci/types';
 
 export const TRANSPORT_OPTIONS = {
@@ -50,22 +51,21 @@ export function loggerFor(values: Record<string, unknown>, fallback: LogLevel = 
   return createLogger(level);
 }
 
-function registryTransport() {
-  // The registry client is optional at this layer: loaded only when a registry reference is used.
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('../oci/registry') as { registryTransport: Parameters<typeof openSource>[1]['registry'] }).registryTransport;
-  } catch {
-    return undefined;
-  }
-}
-
 export async function openImageSource(ref: string, opts: TransportOptions, logger: Logger): Promise<ImageSource> {
-  return openSource(parseReference(ref), { ...opts, logger, registry: registryTransport() });
+  return openSource(parseReference(ref), { ...opts, logger, registry: registryTransport });
 }
 
-export async function openImageTarget(ref: string, opts: TransportOptions, logger: Logger): Promise<ImageTarget> {
-  return openTarget(parseReference(ref), { ...opts, logger, registry: registryTransport() });
+/**
+ * Opens a target. `mountFrom`, the image's source reference, lets a registry
+ * target mount blobs the source repository already holds when both are on
+ * the same registry (registryTransport ignores it otherwise).
+ */
+export async function openImageTarget(ref: string, opts: TransportOptions, logger: Logger, mountFrom?: string): Promise<ImageTarget> {
+  const parsed = parseReference(ref);
+  if (parsed.transport === 'registry') {
+    return registryTransport.openTarget(parsed, { ...opts, logger, mountFrom: mountFrom === undefined ? undefined : parseReference(mountFrom) });
+  }
+  return openTarget(parsed, { ...opts, logger, registry: registryTransport });
 }
 
 export function readTextFile(path: string, what: string): string {

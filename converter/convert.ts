@@ -1,6 +1,12 @@
 /**
  * One conversion, end to end (lifecycle in types.ts). Mechanism only: the
  * caller opens the source, target and worker pool and passes them in.
+ *
+ * convertImage() converts one image manifest and tags it. The pieces are
+ * exported for convert-index.ts (every platform of an index):
+ * runConversion() is the frame (options checked, work directory, target
+ * aborted on failure), convertManifest() converts one manifest and stores its
+ * blobs, config and bootstrap, leaving the manifest itself to the caller.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -29,7 +35,7 @@ import { MergedTree } from './merged-tree';
 import { prefetchMatcher } from './prefetch-patterns';
 import type { ConvertDeps, ConvertOptions, ConvertResult, LayerSummary } from './types';
 
-function sha256(bytes: Uint8Array): string {
+export function sha256(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
@@ -43,11 +49,14 @@ function checkOptions(opts: ConvertOptions): void {
   }
 }
 
+/** A source image manifest: its descriptor (as listed or resolved) and parsed content. */
+export interface SourceManifest {
+  descriptor: Descriptor;
+  manifest: Manifest;
+}
+
 /** The image manifest the source names, choosing a platform from an index. */
-export async function resolveSourceManifest(
-  source: ImageSource,
-  opts: Pick<ConvertOptions, 'platform'>,
-): Promise<{ descriptor: Descriptor; manifest: Manifest }> {
+export async function resolveSourceManifest(source: ImageSource, opts: Pick<ConvertOptions, 'platform'>): Promise<SourceManifest> {
   const root = await source.resolve();
   if (isIndexMediaType(root.descriptor.mediaType)) {
     const index = parseIndex(root.bytes);
@@ -66,15 +75,30 @@ function convertedConfig(config: ImageConfig, diffIds: string[]): ImageConfig {
   return out;
 }
 
-export async function convertImage(deps: ConvertDeps, opts: ConvertOptions): Promise<ConvertResult> {
-  checkOptions(opts);
+/** One converted image whose blobs, bootstrap and config are stored in the target; the manifest is not. */
+export interface ConvertedManifest {
+  /** Descriptor of `bytes` (an OCI image manifest). */
+  descriptor: Descriptor;
+  bytes: Buffer;
+  /** The converted image's config (its os/architecture/variant name the platform). */
+  config: ImageConfig;
+  /** Summary; `manifest` is set, `tag` is not, `seconds` covers this image up to its blobs being stored. */
+  result: ConvertResult;
+}
+
+/**
+ * Converts one source manifest into the work directory and stores its blobs,
+ * bootstrap layer and config in the target. On failure removes its blob
+ * files; aborting the target is the caller's (runConversion's) job.
+ */
+export async function convertManifest(deps: ConvertDeps, opts: ConvertOptions, src: SourceManifest): Promise<ConvertedManifest> {
   const started = process.hrtime.bigint();
   const { source, target, pool, logger } = deps;
+  const { descriptor: srcDesc, manifest } = src;
   const log = logger.child({ source: source.name, target: target.name });
   await fs.mkdir(opts.workDir, { recursive: true });
   const builders: BlobBuilder[] = [];
   try {
-    const { descriptor: srcDesc, manifest } = await resolveSourceManifest(source, opts);
     if (isNydManifest(manifest)) throw unsupported(`${source.name} is already a nyd image`);
     const config = parseConfig(await source.fetch(manifest.config, MAX_CONFIG_SIZE));
     const diffIds = config.rootfs.diff_ids;
@@ -156,9 +180,8 @@ export async function convertImage(deps: ConvertDeps, opts: ConvertOptions): Pro
       size: bootstrapLayer.blob.length,
       annotations: { [ANNOTATION_BOOTSTRAP]: 'true', [ANNOTATION_LAYER_VERSION]: String(bootstrap.version) },
     };
-    const configBytes = Buffer.from(
-      JSON.stringify(convertedConfig(config, [...blobs.map((b) => b.digest), bootstrapLayer.diffId])),
-    );
+    const newConfig = convertedConfig(config, [...blobs.map((b) => b.digest), bootstrapLayer.diffId]);
+    const configBytes = Buffer.from(JSON.stringify(newConfig));
     const configDesc: Descriptor = { mediaType: MediaType.OciConfig, digest: sha256(configBytes), size: configBytes.length };
     const newManifest: Manifest = {
       schemaVersion: 2,
@@ -173,27 +196,56 @@ export async function convertImage(deps: ConvertDeps, opts: ConvertOptions): Pro
     for (const [i, desc] of layerDescs.entries()) await target.putBlobFile(desc, blobFiles[i] as string);
     await target.putBlobBytes(bootstrapDesc, bootstrapLayer.blob);
     await target.putBlobBytes(configDesc, configBytes);
-    await target.putManifest(manifestDesc, manifestBytes, target.tag);
 
-    const targetBytes = blobs.reduce((n, b) => n + b.size, 0) + bootstrapDesc.size;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    log.info({ manifest: manifestDesc.digest, seconds }, 'converted');
     return {
-      manifest: manifestDesc.digest,
-      tag: target.tag,
-      bootstrap: { digest: bootstrapDesc.digest, size: bootstrapDesc.size, inodes: bootstrap.inodes.length },
-      layers,
-      sourceBytes: manifest.layers.reduce((n, l) => n + l.size, 0),
-      targetBytes,
-      uncompressedBytes,
-      prefetchFiles: bootstrap.prefetch.inodes.length,
-      seconds,
+      descriptor: manifestDesc,
+      bytes: manifestBytes,
+      config: newConfig,
+      result: {
+        manifest: manifestDesc.digest,
+        bootstrap: { digest: bootstrapDesc.digest, size: bootstrapDesc.size, inodes: bootstrap.inodes.length },
+        layers,
+        sourceBytes: manifest.layers.reduce((n, l) => n + l.size, 0),
+        targetBytes: blobs.reduce((n, b) => n + b.size, 0) + bootstrapDesc.size,
+        uncompressedBytes,
+        prefetchFiles: bootstrap.prefetch.inodes.length,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+      },
     };
   } catch (err) {
     await Promise.all(builders.map((b) => b.abort().catch(() => undefined)));
-    await target.abort().catch((abortErr: unknown) => log.error({ err: abortErr }, 'aborting the target failed'));
+    throw err;
+  }
+}
+
+/**
+ * The frame of one conversion: checks the options, makes the work directory,
+ * runs `body`; on failure aborts the target (nothing partial stays visible)
+ * and adds the source to the error; always removes the work directory.
+ */
+export async function runConversion<T>(deps: ConvertDeps, opts: ConvertOptions, body: () => Promise<T>): Promise<T> {
+  const { source, target, logger } = deps;
+  try {
+    checkOptions(opts);
+    await fs.mkdir(opts.workDir, { recursive: true });
+    return await body();
+  } catch (err) {
+    await target.abort().catch((abortErr: unknown) => logger.error({ err: abortErr, target: target.name }, 'aborting the target failed'));
     throw wrap(err, `convert ${source.name}`);
   } finally {
     await fs.rm(opts.workDir, { recursive: true, force: true });
   }
+}
+
+export async function convertImage(deps: ConvertDeps, opts: ConvertOptions): Promise<ConvertResult> {
+  const started = process.hrtime.bigint();
+  return runConversion(deps, opts, async () => {
+    const converted = await convertManifest(deps, opts, await resolveSourceManifest(deps.source, opts));
+    const { target } = deps;
+    await target.putManifest(converted.descriptor, converted.bytes, target.tag);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    deps.logger.info({ source: deps.source.name, target: target.name, manifest: converted.descriptor.digest, seconds }, 'converted');
+    const { manifest, ...rest } = converted.result;
+    return { manifest, tag: target.tag, ...rest, seconds };
+  });
 }
