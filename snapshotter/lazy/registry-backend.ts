@@ -1,0 +1,164 @@
+/**
+ * BlobBackend over a registry: one HTTP Range request per read, through
+ * RegistryClient.blobRange (which checks the 206 Content-Range against the
+ * request and the blob size; chunk digests are the reader's job).
+ *
+ * A read never hangs:
+ * - every read has a deadline (timeoutMs, default DEFAULT_FETCH_TIMEOUT_MS)
+ *   covering the client's retries and backoff; when it passes the request is
+ *   aborted and the read rejects with Timeout (not Canceled: the chunk reader
+ *   repeats canceled reads, and must not repeat a timed-out one);
+ * - retries are the client's, bounded by its limits: lazyRegistryLimits()
+ *   gives limits that fit a deadline (few attempts, short backoff, per-attempt
+ *   header and body timeouts no longer than the deadline). A registry that
+ *   refuses connections fails after those attempts with Unavailable, well
+ *   before the deadline.
+ *
+ * Failing fast: once a read fails with Timeout or Unavailable (the registry
+ * is down or stuck), reads starting within the next failureHoldMs
+ * (FAILURE_HOLD_MS) fail at once with the same kind instead of waiting for
+ * the same fault again. The kernel re-reads a page whose readahead failed,
+ * and a reader walking many files would otherwise pay the full deadline for
+ * each; after the hold the next read asks the registry again. Reads already
+ * in flight are not affected; a success ends the hold.
+ *
+ * Bound: at most maxConcurrent requests in flight (MAX_CONCURRENT_FETCHES by
+ * default); further reads wait in arrival order, one queued callback each.
+ * The deadline starts when a read gets its slot.
+ */
+import { codeOf, ErrorCode, invalidArgument, NydError, notFound, timeout, wrap } from '../../common/errors';
+import { nullLogger, type Logger } from '../../common/logger';
+import type { RegistryLimits } from '../../oci/registry/limits';
+import type { Descriptor } from '../../oci/types';
+import { Semaphore } from '../reader/semaphore';
+import type { BlobBackend } from '../types';
+
+/** Default deadline of one backend read, retries included. */
+export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
+/** Default retries of one request after the first attempt (transport failures, 5xx, 429). */
+export const DEFAULT_FETCH_RETRIES = 3;
+/** Default requests in flight at once. */
+export const MAX_CONCURRENT_FETCHES = 16;
+/** First backoff delay between attempts (doubles per retry, capped at FETCH_BACKOFF_MAX_MS). */
+export const FETCH_BACKOFF_BASE_MS = 100;
+export const FETCH_BACKOFF_MAX_MS = 2_000;
+/** Connect deadline per attempt, when the fetch deadline is longer. */
+export const FETCH_CONNECT_TIMEOUT_MS = 10_000;
+/** After a Timeout or Unavailable, new reads fail at once for this long. */
+export const FAILURE_HOLD_MS = 500;
+/** Longest fetch deadline accepted. */
+export const MAX_FETCH_TIMEOUT_MS = 10 * 60_000;
+
+/** The client call the backend uses (RegistryClient has it). */
+export interface RangeClient {
+  blobRange(repo: string, desc: Descriptor, offset: number, length: number, opts?: { signal?: AbortSignal }): Promise<Buffer>;
+}
+
+export interface RegistryBlobBackendOptions {
+  client: RangeClient;
+  repository: string;
+  /** The image's blob layers: the only blobs this backend reads. */
+  blobs: readonly Descriptor[];
+  /** Deadline of one read in ms, retries included (default DEFAULT_FETCH_TIMEOUT_MS). */
+  timeoutMs?: number;
+  maxConcurrent?: number;
+  /** How long new reads fail at once after a Timeout or Unavailable (default FAILURE_HOLD_MS; 0: never). */
+  failureHoldMs?: number;
+  logger?: Logger;
+}
+
+function checkTimeout(ms: number): number {
+  if (!Number.isFinite(ms) || ms <= 0 || ms > MAX_FETCH_TIMEOUT_MS) {
+    throw invalidArgument(`fetch timeout must be above 0 and at most ${MAX_FETCH_TIMEOUT_MS} ms, got ${ms}`);
+  }
+  return Math.ceil(ms);
+}
+
+/**
+ * Registry client limits for lazy reads with deadline `timeoutMs`: `retries`
+ * retries after the first attempt, short backoff, and per-attempt timeouts
+ * that never outlast the deadline.
+ */
+export function lazyRegistryLimits(timeoutMs: number = DEFAULT_FETCH_TIMEOUT_MS, retries: number = DEFAULT_FETCH_RETRIES): Partial<RegistryLimits> {
+  const ms = checkTimeout(timeoutMs);
+  if (!Number.isInteger(retries) || retries < 0 || retries > 10) throw invalidArgument(`fetch retries must be an integer from 0 to 10, got ${retries}`);
+  return {
+    maxAttempts: retries + 1,
+    backoffBaseMs: FETCH_BACKOFF_BASE_MS,
+    backoffMaxMs: FETCH_BACKOFF_MAX_MS,
+    maxRetryAfterMs: Math.min(FETCH_BACKOFF_MAX_MS, ms),
+    connectTimeoutMs: Math.min(FETCH_CONNECT_TIMEOUT_MS, ms),
+    headersTimeoutMs: ms,
+    bodyTimeoutMs: ms,
+  };
+}
+
+export class RegistryBlobBackend implements BlobBackend {
+  readonly timeoutMs: number;
+  private readonly client: RangeClient;
+  private readonly repository: string;
+  private readonly blobs: Map<string, Descriptor>;
+  private readonly slots: Semaphore;
+  private readonly logger: Logger;
+  private readonly failureHoldMs: number;
+  private heldUntil = 0;
+  private lastFailure?: NydError;
+
+  constructor(opts: RegistryBlobBackendOptions) {
+    this.client = opts.client;
+    this.repository = opts.repository;
+    this.blobs = new Map(opts.blobs.map((d) => [d.digest, d]));
+    this.timeoutMs = checkTimeout(opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS);
+    this.slots = new Semaphore(opts.maxConcurrent ?? MAX_CONCURRENT_FETCHES);
+    this.logger = opts.logger ?? nullLogger;
+    this.failureHoldMs = Math.max(0, opts.failureHoldMs ?? FAILURE_HOLD_MS);
+  }
+
+  read(blobDigest: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    const desc = this.blobs.get(blobDigest);
+    if (!desc) return Promise.reject(notFound(`blob ${blobDigest} is not a layer of this image`, { blob: blobDigest }));
+    const held = this.held(desc, offset);
+    if (held) return Promise.reject(held);
+    return this.slots.run(() => this.readWithDeadline(desc, offset, length, signal)).then(
+      (data) => {
+        this.heldUntil = 0;
+        return data;
+      },
+      (err: unknown) => {
+        const code = codeOf(err);
+        if (code === ErrorCode.Timeout || code === ErrorCode.Unavailable) {
+          this.heldUntil = performance.now() + this.failureHoldMs;
+          this.lastFailure = err as NydError;
+        }
+        throw err;
+      },
+    );
+  }
+
+  /** The error to fail with at once while a recent failure holds, else undefined. */
+  private held(desc: Descriptor, offset: number): NydError | undefined {
+    const left = this.heldUntil - performance.now();
+    if (left <= 0 || !this.lastFailure) return undefined;
+    return new NydError(this.lastFailure.code, `registry failed just before (${this.lastFailure.message}); not asking again for ${Math.ceil(left)} ms`, {
+      details: { blob: desc.digest, offset },
+    });
+  }
+
+  private async readWithDeadline(desc: Descriptor, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    signal?.throwIfAborted();
+    const deadline = AbortSignal.timeout(this.timeoutMs);
+    const both = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const started = performance.now();
+    try {
+      return await this.client.blobRange(this.repository, desc, offset, length, { signal: both });
+    } catch (err) {
+      const details = { blob: desc.digest, offset, length };
+      if (deadline.aborted && !signal?.aborted) {
+        this.logger.warn({ ...details, timeoutMs: this.timeoutMs }, 'registry range read timed out');
+        throw timeout(`range ${offset}+${length} of blob ${desc.digest}: no complete answer within ${this.timeoutMs} ms`, details, err);
+      }
+      this.logger.warn({ ...details, ms: Math.round(performance.now() - started), err: (err as Error).message }, 'registry range read failed');
+      throw wrap(err, `range ${offset}+${length} of blob ${desc.digest}`, details);
+    }
+  }
+}
