@@ -6,6 +6,8 @@
 import { codeOf, exitStatusOf } from '../common/errors';
 import { checkCommand, inspectCommand, unpackCommand } from './image-commands';
 import { convertCommand } from './convert-command';
+import { mountCommand, statusCommand, umountCommand } from './mount-command';
+import { snapshotterCommand } from './snapshotter-command';
 
 const USAGE = `usage: nyd <command> [options]
 
@@ -14,6 +16,10 @@ commands:
   unpack IMAGE DIR        materialise the root filesystem, verifying every chunk
   inspect IMAGE           show layers, files, chunks, dedup savings and prefetch list
   check IMAGE             verify blobs and bootstrap; non-zero exit on any mismatch
+  mount IMAGE MOUNTPOINT  mount an image read-only, fetching file content on demand
+  umount MOUNTPOINT       unmount it (or clean a stale mount)
+  status MOUNTPOINT       a running mount's counters as JSON
+  snapshotter             serve containerd's snapshots API (proxy plugin) on a unix socket
 
 images: oci:DIR[:TAG] | docker-archive:FILE | [docker://]host[:port]/repo[:tag|@digest]
 run 'nyd <command> --help' for the options of a command.
@@ -31,6 +37,10 @@ const COMMANDS: Record<string, Command> = {
   unpack: unpackCommand,
   inspect: inspectCommand,
   check: checkCommand,
+  mount: mountCommand,
+  umount: umountCommand,
+  status: statusCommand,
+  snapshotter: snapshotterCommand,
 };
 
 export async function main(argv: string[], io: CommandIO = { out: process.stdout, err: process.stderr }): Promise<number> {
