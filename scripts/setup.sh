@@ -12,6 +12,7 @@ APT_PACKAGES=(
   docker-registry                                     # a real registry for tests and the demo
   containerd runc stargz-snapshotter                  # containerd, runc and ctr-remote
   busybox-static                                      # the demo image's userland
+  debootstrap curl iproute2                           # bench: Debian images, network profiles (tc)
 )
 
 missing=()
