@@ -7,7 +7,8 @@ import { codeOf, exitStatusOf } from '../common/errors';
 import { checkCommand, inspectCommand, unpackCommand } from './image-commands';
 import { convertCommand } from './convert-command';
 import { mountCommand, statusCommand, umountCommand } from './mount-command';
-import { snapshotterCommand } from './snapshotter-command';
+import { nydRemoteFromConfig } from '../snapshotter/remote';
+import { makeSnapshotterCommand } from './snapshotter-command';
 
 const USAGE = `usage: nyd <command> [options]
 
@@ -40,7 +41,7 @@ const COMMANDS: Record<string, Command> = {
   mount: mountCommand,
   umount: umountCommand,
   status: statusCommand,
-  snapshotter: snapshotterCommand,
+  snapshotter: makeSnapshotterCommand(nydRemoteFromConfig),
 };
 
 export async function main(argv: string[], io: CommandIO = { out: process.stdout, err: process.stderr }): Promise<number> {

@@ -9,7 +9,8 @@
  *   tmp/new-*               directories being created (not yet a row)
  *   trash/<id>-*            directories of removed snapshots, being deleted
  *
- * Mounts (lower dirs are the parent chain, nearest first):
+ * Mounts (lower dirs are the parent chain, nearest first, cut after a remote
+ * lower dir that stands for the whole chain below it, see RemoteLower):
  *   no parent, active/view   bind <fs> rw|ro
  *   active with parents      overlay upperdir=<fs>,workdir=<work>,lowerdir=<chain>
  *   view with one parent     bind <parent fs> ro
@@ -306,9 +307,12 @@ export class OverlayStore implements SnapshotStore {
     return { id: String(row.id), name: row.key, labels: row.labels, fsDir: this.fsDir(row.id) };
   }
 
-  private async lowerOf(row: SnapshotRow): Promise<string> {
-    if (!row.remote || this.opts.remote === undefined) return this.fsDir(row.id);
-    return (await this.opts.remote.lowerDir(this.remoteView(row))) ?? this.fsDir(row.id);
+  /** The lower dir of `row`; wholeChain when it already shows the chain below `row` too. */
+  private async lowerOf(row: SnapshotRow): Promise<{ dir: string; wholeChain: boolean }> {
+    if (!row.remote || this.opts.remote === undefined) return { dir: this.fsDir(row.id), wholeChain: false };
+    const lower = await this.opts.remote.lowerDir(this.remoteView(row));
+    if (lower === undefined) return { dir: this.fsDir(row.id), wholeChain: false };
+    return typeof lower === 'string' ? { dir: lower, wholeChain: false } : { dir: lower.dir, wholeChain: lower.wholeChain === true };
   }
 
   private async mountsOf(row: SnapshotRow): Promise<Mount[]> {
@@ -316,7 +320,12 @@ export class OverlayStore implements SnapshotStore {
     if (chain.length === 0) {
       return [{ type: 'bind', source: this.fsDir(row.id), options: [row.kind === Kind.View ? 'ro' : 'rw', 'rbind'] }];
     }
-    const lowers = await Promise.all(chain.map((p) => this.lowerOf(p)));
+    const lowers: string[] = [];
+    for (const p of chain) {
+      const lower = await this.lowerOf(p);
+      lowers.push(lower.dir);
+      if (lower.wholeChain) break;
+    }
     if (row.kind === Kind.View && lowers.length === 1) {
       return [{ type: 'bind', source: lowers[0] as string, options: ['ro', 'rbind'] }];
     }

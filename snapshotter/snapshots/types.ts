@@ -144,6 +144,12 @@ export interface RemoteSnapshot {
   readonly fsDir: string;
 }
 
+/** A lowerDir() answer that stands for the snapshot's whole parent chain (see lowerDir). */
+export interface RemoteLower {
+  readonly dir: string;
+  readonly wholeChain: true;
+}
+
 /**
  * The seam for lazily served layers. The store consults it only in
  * prepare() calls that carry LABEL_SNAPSHOT_REF, never for views.
@@ -168,12 +174,17 @@ export interface RemoteLayerHandler {
   prepareRemote(req: RemotePrepare & { readonly dir: string }): Promise<{ committed: boolean }>;
   /**
    * The directory to stack for `snap` in overlay lower dirs and binds, or
-   * undefined to use snap.fsDir. Called on every prepare/view/mounts whose
-   * chain holds `snap`, so it may mount lazily (and again after a restart).
+   * undefined to use snap.fsDir. A {@link RemoteLower} with `wholeChain`
+   * names a directory that already shows the merged tree of `snap` AND all
+   * its parents (e.g. a FUSE mount of a whole image): it is stacked as the
+   * last lower dir and the parents of `snap` are not consulted or stacked.
+   * Called on every prepare/view/mounts whose chain holds `snap` (chain
+   * members nearest first, one at a time, until a wholeChain answer), so it
+   * may mount lazily (and again after a restart).
    * A rejection fails that call; a snapshot created by it stays (containerd's
    * garbage collector removes backend snapshots it has no record of).
    */
-  lowerDir(snap: RemoteSnapshot): string | undefined | Promise<string | undefined>;
+  lowerDir(snap: RemoteSnapshot): string | RemoteLower | undefined | Promise<string | RemoteLower | undefined>;
   /** `snap` was removed; release what serves it. Errors are logged, the removal stands. */
   release(snap: RemoteSnapshot): Promise<void>;
 }
