@@ -145,5 +145,6 @@ export function formatReference(ref: ImageRef): string {
 
 /** The host to connect to for a registry domain: Docker Hub's API lives on registry-1.docker.io. */
 export function registryHost(domain: string): string {
-  return domain === DOCKER_HUB_DOMAIN || domain === 'index.docker.io' ? DOCKER_HUB_HOST : domain;
+  const d = domain.toLowerCase();
+  return d === DOCKER_HUB_DOMAIN || d === 'index.docker.io' ? DOCKER_HUB_HOST : domain;
 }

@@ -11,11 +11,12 @@
  * "docker.io" is dialled as registry-1.docker.io. The scheme is https unless
  * `plainHttp` is set or the domain is listed in `insecureHosts`.
  */
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Agent } from 'undici';
 import { dataCorrupt, invalidArgument, unauthorized, unsupported } from '../../common/errors';
 import { type Logger, nullLogger } from '../../common/logger';
+import { sha256Digest } from '../digest';
+import { registryHost } from '../reference';
 import { type Descriptor, type Fetched, MediaType, type TransportOptions } from '../types';
 import { Authorizer } from './auth';
 import { openVerifiedBlob, readBlobRange, readSmallBlob } from './blob-read';
@@ -76,12 +77,6 @@ export interface Requester {
   headBlob(repo: string, digest: string, opts?: CallOptions): Promise<number | undefined>;
 }
 
-/** The host to dial for a domain ("docker.io" -> "registry-1.docker.io"). */
-export function registryHost(domain: string): string {
-  const d = domain.toLowerCase();
-  return d === 'docker.io' || d === 'index.docker.io' ? 'registry-1.docker.io' : domain;
-}
-
 export function checkRepository(repo: string): void {
   if (repo.length > 255 || !REPOSITORY.test(repo)) throw invalidArgument(`invalid repository name ${JSON.stringify(repo)}`);
 }
@@ -94,9 +89,6 @@ function checkReference(reference: string): void {
   if (!TAG.test(reference) && !DIGEST.test(reference)) throw invalidArgument(`invalid tag or digest ${JSON.stringify(reference)}`);
 }
 
-export function sha256Digest(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
 
 export class RegistryClient implements Requester {
   readonly domain: string;

@@ -7,12 +7,14 @@
 import { invalidArgument } from '../../common/errors';
 import { type Logger, nullLogger } from '../../common/logger';
 import type { ImageRef, TransportOptions } from '../types';
-import { RegistryClient, registryHost } from './client';
+import { registryHost } from '../reference';
+import { RegistryClient } from './client';
 import type { RegistryLimits } from './limits';
 import { type RegistryRef, RegistrySource } from './source';
 import { RegistryTarget } from './target';
 
-export { RegistryClient, registryHost, type RegistryClientOptions } from './client';
+export { RegistryClient, type RegistryClientOptions } from './client';
+export { registryHost } from '../reference';
 export { RegistrySource, formatRegistryRef, type RegistryRef } from './source';
 export { RegistryTarget, type RegistryTargetOptions } from './target';
 export { DEFAULT_REGISTRY_LIMITS, type RegistryLimits } from './limits';

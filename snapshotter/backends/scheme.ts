@@ -16,7 +16,7 @@
  */
 import type { Agent } from 'undici';
 import { nullLogger, type Logger } from '../../common/logger';
-import { registryHost } from '../../oci/registry/client';
+import { registryHost } from '../../oci/reference';
 import { createAgent } from '../../oci/registry/http';
 import { resolveLimits } from '../../oci/registry/limits';
 import type { TransportOptions } from '../../oci/types';

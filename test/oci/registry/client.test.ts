@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
-import { RegistryClient, checkDigest, checkRepository, manifestMediaType, registryHost } from '../../../oci/registry/client';
+import { registryHost } from '../../../oci/reference';
+import { RegistryClient, checkDigest, checkRepository, manifestMediaType } from '../../../oci/registry/client';
 import { MediaType } from '../../../oci/types';
 
 describe('RegistryClient wiring', () => {
