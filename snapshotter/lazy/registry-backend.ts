@@ -30,6 +30,7 @@ import { codeOf, ErrorCode, invalidArgument, NydError, notFound, timeout, wrap }
 import { nullLogger, type Logger } from '../../common/logger';
 import type { RegistryLimits } from '../../oci/registry/limits';
 import type { Descriptor } from '../../oci/types';
+import type { RangeClient } from '../backends/range-backend';
 import { Semaphore } from '../reader/semaphore';
 import type { BlobBackend } from '../types';
 
@@ -48,11 +49,6 @@ export const FETCH_CONNECT_TIMEOUT_MS = 10_000;
 export const FAILURE_HOLD_MS = 500;
 /** Longest fetch deadline accepted. */
 export const MAX_FETCH_TIMEOUT_MS = 10 * 60_000;
-
-/** The client call the backend uses (RegistryClient has it). */
-export interface RangeClient {
-  blobRange(repo: string, desc: Descriptor, offset: number, length: number, opts?: { signal?: AbortSignal }): Promise<Buffer>;
-}
 
 export interface RegistryBlobBackendOptions {
   client: RangeClient;
