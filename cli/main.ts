@@ -19,7 +19,7 @@ commands:
   check IMAGE             verify blobs and bootstrap; non-zero exit on any mismatch
   mount IMAGE MOUNTPOINT  mount an image read-only, fetching file content on demand
   umount MOUNTPOINT       unmount it (or clean a stale mount)
-  status MOUNTPOINT       a running mount's counters as JSON
+  status MOUNTPOINT       a running mount's counters as JSON; --access-pattern: files read, as a prefetch list
   snapshotter             serve containerd's snapshots API (proxy plugin) on a unix socket
 
 images: oci:DIR[:TAG] | docker-archive:FILE | [docker://]host[:port]/repo[:tag|@digest]

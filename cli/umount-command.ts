@@ -13,6 +13,7 @@ import path from 'node:path';
 import { codeOf, ErrorCode, failedPrecondition, invalidArgument, notFound, NydError, timeout } from '../common/errors';
 import { forceUnmount, isStaleMount } from '../native/fuse';
 import { pidAlive } from '../snapshotter/cache/leases';
+import { prefetchListOf, type AccessPattern } from '../snapshotter/fs/access-log';
 import { mountTypeAt } from '../snapshotter/lazy/mount';
 import { canonicalMountpoint, DEFAULT_STATUS_DIR, requestStatus, statusSocketPath } from '../snapshotter/lazy/status-server';
 import type { CommandIO } from './main';
@@ -23,13 +24,15 @@ const UMOUNT_USAGE = `usage: nyd umount MOUNTPOINT [options]
   --timeout SECONDS   how long to wait for the mount to shut down (default 60)
   --status-dir DIR    as given to nyd mount (default ${DEFAULT_STATUS_DIR})`;
 
-const STATUS_USAGE = `usage: nyd status MOUNTPOINT [--status-dir DIR]
+const STATUS_USAGE = `usage: nyd status MOUNTPOINT [--status-dir DIR] [--access-pattern]
   prints the mount's counters as JSON: bytes and requests fetched, cache hits,
-  chunks decompressed, read latency histogram, prefetch progress`;
+  chunks decompressed, read latency histogram, prefetch progress, access pattern
+  --access-pattern   print only the files read so far, in first-read order, one
+                     per line: a list for nyd convert --prefetch-patterns FILE`;
 
 const DEFAULT_UMOUNT_TIMEOUT_S = 60;
 
-function target(args: string[], usage: string, extra: Record<string, { type: 'string' }>) {
+function target(args: string[], usage: string, extra: Record<string, { type: 'string' | 'boolean' }>) {
   const { values, positionals } = parse(args, { 'status-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...extra }, usage);
   if (values.help) return undefined;
   if (positionals.length !== 1) throw invalidArgument(`expected MOUNTPOINT\n${usage}`);
@@ -89,8 +92,17 @@ export async function umountCommand(args: string[], io: CommandIO): Promise<numb
   throw failedPrecondition(`${t.mountpoint} is a ${type} mount, not a nyd mount`, { mountpoint: t.mountpoint, type });
 }
 
+/** The access pattern of a status answer, checked (the server may be an older nyd). */
+function accessOf(answer: Record<string, unknown>, mountpoint: string): AccessPattern {
+  const a = answer.access as Partial<AccessPattern> | undefined;
+  if (!a || !Array.isArray(a.files) || !a.files.every((f) => typeof f === 'string') || typeof a.dropped !== 'number') {
+    throw failedPrecondition(`the mount at ${mountpoint} does not report an access pattern (its nyd process predates it)`, { mountpoint });
+  }
+  return { files: a.files, firstReadMs: Array.isArray(a.firstReadMs) ? a.firstReadMs : [], dropped: a.dropped };
+}
+
 export async function statusCommand(args: string[], io: CommandIO): Promise<number> {
-  const t = target(args, STATUS_USAGE, {});
+  const t = target(args, STATUS_USAGE, { 'access-pattern': { type: 'boolean' } });
   if (!t) {
     io.out.write(`${STATUS_USAGE}\n`);
     return 0;
@@ -105,6 +117,11 @@ export async function statusCommand(args: string[], io: CommandIO): Promise<numb
     throw err;
   }
   if (answer.ok !== true) throw answerError(answer);
+  if (t.values['access-pattern']) {
+    const lines = prefetchListOf(accessOf(answer, t.mountpoint));
+    io.out.write(lines.map((l) => `${l}\n`).join(''));
+    return 0;
+  }
   delete answer.ok;
   // Indented, with arrays of numbers (the latency histogram) kept on one line.
   const text = JSON.stringify(answer, null, 2).replace(/\[\s+([-\d.e,\s]+?)\s+\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(', ')}]`);

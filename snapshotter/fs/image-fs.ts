@@ -14,6 +14,7 @@ import { failedPrecondition } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { type FuseHandle, type MountOptions, mountFuse } from '../../native/fuse';
 import type { Filesystem, FilesystemOptions } from '../types';
+import type { AccessRecorder } from './access-log';
 import { ImageOps } from './image-ops';
 
 /** Kernel attribute / entry cache lifetime when the caller gives none, seconds. */
@@ -28,6 +29,8 @@ export type ImageMountTuning = Pick<
 export interface ImageFilesystemOptions extends FilesystemOptions {
   logger: Logger;
   mount?: ImageMountTuning;
+  /** Told of every READ of a regular file (e.g. an AccessLog, access-log.ts); none by default. */
+  accessLog?: AccessRecorder;
 }
 
 export class ImageFilesystem implements Filesystem {
@@ -39,7 +42,7 @@ export class ImageFilesystem implements Filesystem {
 
   constructor(opts: ImageFilesystemOptions) {
     this.logger = opts.logger;
-    this.ops = new ImageOps({ bootstrap: opts.bootstrap, reader: opts.reader, logger: opts.logger });
+    this.ops = new ImageOps({ bootstrap: opts.bootstrap, reader: opts.reader, logger: opts.logger, accessLog: opts.accessLog });
     const entryTimeout = opts.entryTimeout ?? DEFAULT_CACHE_TIMEOUT;
     this.mountOptions = {
       fsName: 'nyd',

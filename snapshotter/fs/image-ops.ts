@@ -8,6 +8,10 @@
  * File handles are inode index + 1; no per-open state exists, so concurrent
  * reads of one file need no coordination here (the ChunkReader shares
  * fetches of the same unit).
+ *
+ * Every READ of a regular file is reported to the optional access recorder
+ * (access-log.ts) before its chunks are fetched; the recorder keeps only the
+ * first read of each inode.
  */
 import { constants } from 'node:fs';
 import type { Bootstrap, Inode } from '../../format-spec/types';
@@ -18,12 +22,15 @@ import type { Logger } from '../../common/logger';
 import { Errno, type FuseOps, type FuseStat, type FuseStatfs, type MutatingOp } from '../../native/fuse';
 import { chunksFor, linkCounts } from '../../format-spec/tree';
 import { statfsOf, statOf } from './attrs';
+import type { AccessRecorder } from './access-log';
 import { PathIndex } from './paths';
 
 export interface ImageOpsOptions {
   bootstrap: Bootstrap;
   reader: ChunkReader;
   logger: Logger;
+  /** Told of every READ of a regular file (the access pattern); none by default. */
+  accessLog?: AccessRecorder;
 }
 
 const WRITE_FLAGS = constants.O_WRONLY | constants.O_RDWR | constants.O_TRUNC | constants.O_APPEND | constants.O_CREAT;
@@ -35,6 +42,7 @@ export class ImageOps implements FuseOps {
   private readonly paths: PathIndex;
   private readonly nlink: Uint32Array;
   private readonly totals: FuseStatfs;
+  private readonly accessLog: AccessRecorder | undefined;
 
   constructor(opts: ImageOpsOptions) {
     this.inodes = opts.bootstrap.inodes;
@@ -43,6 +51,7 @@ export class ImageOps implements FuseOps {
     this.paths = new PathIndex(opts.bootstrap);
     this.nlink = linkCounts(opts.bootstrap);
     this.totals = statfsOf(opts.bootstrap);
+    this.accessLog = opts.accessLog;
   }
 
   getattr(path: string): FuseStat | number {
@@ -96,6 +105,7 @@ export class ImageOps implements FuseOps {
     if (index < 0) return index;
     const inode = this.inodes[index];
     if (inode.type !== InodeType.File) return Errno.EISDIR;
+    this.accessLog?.record(index, path);
     const want = buf.length;
     if (position >= inode.size || want === 0) return 0;
     const spans = chunksFor(inode, position, want);

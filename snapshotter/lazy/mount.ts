@@ -22,6 +22,7 @@ import type { Logger } from '../../common/logger';
 import type { DecompressAsync } from '../../format-spec/types';
 import { InodeType } from '../../format-spec/types';
 import { forceUnmount, isStaleMount } from '../../native/fuse';
+import { AccessLog } from '../fs/access-log';
 import { ImageFilesystem, type ImageMountTuning } from '../fs/image-fs';
 import { RemoteChunkReader, newReaderStats, type ReaderStats } from '../reader/chunk-reader';
 import { LatencyHistogram } from '../reader/latency';
@@ -125,6 +126,7 @@ class MountedImage implements LazyMount {
     private readonly readerStats: ReaderStats,
     private readonly latency: LatencyHistogram,
     private readonly prefetcher: Prefetcher,
+    private readonly accessLog: AccessLog,
     private readonly leases: Release[],
     private readonly logger: Logger,
   ) {
@@ -152,6 +154,7 @@ class MountedImage implements LazyMount {
       files: this.files,
       stats: this.stats(),
       prefetch: this.prefetcher.status(),
+      access: this.accessLog.snapshot(),
     };
   }
 
@@ -202,6 +205,7 @@ export async function mountLazyImage(deps: LazyMountDeps, opts: LazyMountOptions
       prefetchBandwidth: bandwidth !== undefined && bandwidth > 0 ? bandwidth : undefined,
     });
     const latency = new LatencyHistogram();
+    const accessLog = new AccessLog({ inodes: image.bootstrap.inodes.length });
     const fs = new ImageFilesystem({
       bootstrap: image.bootstrap,
       reader: new MountReader({ inner: reader, latency, stats: readerStats, bootstrap: image.bootstrap }),
@@ -210,10 +214,11 @@ export async function mountLazyImage(deps: LazyMountDeps, opts: LazyMountOptions
       entryTimeout: opts.entryTimeout,
       keepCache: opts.kernelCache ?? true,
       mount: { ...opts.fuse, cleanStale: false },
+      accessLog,
     });
     await fs.mount(mountpoint);
     const prefetcher = new Prefetcher({ bootstrap: image.bootstrap, reader, mode: opts.prefetch ?? 'list', logger: log });
-    return new MountedImage(mountpoint, image, fs, reader, readerStats, latency, prefetcher, leases, log);
+    return new MountedImage(mountpoint, image, fs, reader, readerStats, latency, prefetcher, accessLog, leases, log);
   } catch (err) {
     for (const release of leases) release();
     servedHere.delete(mountpoint);

@@ -18,6 +18,7 @@
  *     - detaches a stale mount left at the mountpoint by a dead process
  *     - resolves once the kernel has sent FUSE_INIT: the tree is visible
  *     - then starts the prefetch in the background
+ *     - records the access pattern from the first read on (status().access)
  *   mount.status() any time; mount.close() once (repeat calls share it):
  *     stops the prefetch, unmounts (lazily), waits for cache writes, releases
  *     the leases, logs the counters at info.
@@ -35,9 +36,11 @@
 import type { Bootstrap } from '../../format-spec/types';
 import type { Descriptor, Manifest } from '../../oci/types';
 import type { Release } from '../cache/leases';
+import type { AccessPattern } from '../fs/access-log';
 import type { BlobCache, MountStats } from '../types';
 
 export type { Release } from '../cache/leases';
+export type { AccessPattern } from '../fs/access-log';
 
 /** A nyd image opened from its manifest and bootstrap. Plain data: nothing to close. */
 export interface LazyImage {
@@ -93,6 +96,19 @@ export interface LazyMountStatus {
   files: number;
   stats: MountStats;
   prefetch: PrefetchStatus;
+  /**
+   * The access pattern: the files read through the mount since it was
+   * mounted, each once (hardlinks are one file), in the order of their first
+   * read, as image paths without the leading '/' ("usr/bin/env"); with
+   * firstReadMs, the milliseconds from the mount to each first read. A file
+   * counts when the kernel first asks for its content (stat, readdir and
+   * empty files do not count; the background prefetch does not either).
+   * Bounded (fs/access-log.ts: MAX_ACCESS_LOG_FILES = 4096 files, 512 KiB of
+   * path text); files first read after that are only counted in `dropped`.
+   * Made to become a prefetch list: `nyd status MOUNTPOINT --access-pattern`
+   * prints it as one pattern per line for `nyd convert --prefetch-patterns`.
+   */
+  access: AccessPattern;
 }
 
 /** One mounted image. See the lifecycle above. */
