@@ -33,16 +33,20 @@ function toInode(node: Node): Inode {
 export function buildBootstrap(input: BootstrapInput): Bootstrap {
   const inodes: Inode[] = [];
   const indexOf = new Map<Node, number>();
-  const prefetch: number[] = [];
+  const prefetchSet = new Set<number>();
 
   const visit = (node: Node, path: string): number => {
     const known = indexOf.get(node);
-    if (known !== undefined) return known;
+    // A hardlinked file is listed for prefetch when any of its names matches.
+    if (known !== undefined) {
+      if (node.type === InodeType.File && input.isPrefetch(path)) prefetchSet.add(known);
+      return known;
+    }
     const index = inodes.length;
     indexOf.set(node, index);
     const inode = toInode(node);
     inodes.push(inode);
-    if (node.type === InodeType.File && input.isPrefetch(path)) prefetch.push(index);
+    if (node.type === InodeType.File && input.isPrefetch(path)) prefetchSet.add(index);
     if (node.children) {
       const names = [...node.children.keys()].sort(compareNames);
       inode.entries = names.map((name) => [name, visit(node.children?.get(name) as Node, path ? `${path}/${name}` : name)]);
@@ -50,6 +54,7 @@ export function buildBootstrap(input: BootstrapInput): Bootstrap {
     return index;
   };
   visit(input.tree.root, '');
+  const prefetch = [...prefetchSet];
 
   // Prefetch order: where the file's first chunk is stored, so a prefetcher reads blobs front to back.
   const position = (index: number): [number, number] => {

@@ -60,6 +60,17 @@ describe('convert then unpack equals umoci unpack', () => {
     expect(inspect.prefetch.files).toContain('/data/random-3.5mib.bin');
     expect(inspect.prefetch.files.length).toBeGreaterThan(1000);
   });
+
+  it('a prefetch pattern naming any name of a hardlinked file lists that file', async () => {
+    const patterns = path.join(work, 'prefetch-hardlink.txt');
+    // links/trio-1 is not the name the file is first visited under (links/sub/trio-3 is).
+    require('node:fs').writeFileSync(patterns, '/links/trio-1\n');
+    const out = path.join(work, 'prefetch-hardlink');
+    await nydOk(['convert', '--prefetch-patterns', patterns, `oci:${fixturePath('torture')}:latest`, `oci:${out}:nyd`]);
+    const inspect = JSON.parse((await nydOk(['inspect', '--json', `oci:${out}:nyd`])).stdout);
+    expect(inspect.prefetch.files).toHaveLength(1);
+    expect(['/links/trio-1', '/links/sub/trio-3', '/links/trio-2']).toContain(inspect.prefetch.files[0]);
+  });
 });
 
 describe('conversion output', () => {
