@@ -1,7 +1,8 @@
 /**
  * RangeBackend: a BlobBackend over anything with the registry client's
  * blobRange() call, for one image's blobs, with a per-read deadline and a
- * bound on reads in flight. MirrorBackend and ProxyBackend are this with
+ * bound on reads in flight. MirrorBackend, ProxyBackend and the lazy
+ * mount's RegistryBlobBackend (which adds a failure hold) are this with
  * their own clients.
  *
  * - Only the image's blob layers are read (their descriptors give the sizes
@@ -12,6 +13,9 @@
  * - At most `maxConcurrent` reads in flight (MAX_CONCURRENT_READS by
  *   default); more wait in arrival order.
  * - No retries of its own: in a chain, the next source is the retry.
+ *
+ * Subclasses add policy around each read of an image blob by overriding
+ * readBlob() (after the NotFound check, before the wait for a slot).
  */
 import { canceled, dataCorrupt, invalidArgument, notFound, timeout, wrap } from '../../common/errors';
 import { nullLogger, type Logger } from '../../common/logger';
@@ -23,6 +27,16 @@ import type { BlobBackend } from '../types';
 export const MAX_CONCURRENT_READS = 16;
 /** Longest deadline of one read accepted. */
 export const MAX_READ_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * `ms` rounded up to a whole millisecond, if it is a valid read deadline
+ * (above 0, at most MAX_READ_TIMEOUT_MS); else InvalidArgument, naming `what`.
+ */
+export function checkReadTimeout(ms: number, what: string): number {
+  if (!Number.isFinite(ms) || ms <= 0 || ms > MAX_READ_TIMEOUT_MS)
+    throw invalidArgument(`${what} must be above 0 and at most ${MAX_READ_TIMEOUT_MS} ms, got ${ms}`);
+  return Math.ceil(ms);
+}
 
 /** The client call a RangeBackend makes (RegistryClient has it). */
 export interface RangeClient {
@@ -49,13 +63,12 @@ export class RangeBackend implements BlobBackend {
   private readonly repository: string;
   private readonly blobs: Map<string, Descriptor>;
   private readonly slots: Semaphore;
-  private readonly logger: Logger;
+  /** The given logger with `source: name`. */
+  protected readonly logger: Logger;
 
   constructor(opts: RangeBackendOptions) {
-    if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0 || opts.timeoutMs > MAX_READ_TIMEOUT_MS)
-      throw invalidArgument(`read timeout of ${opts.name} must be above 0 and at most ${MAX_READ_TIMEOUT_MS} ms, got ${opts.timeoutMs}`);
+    this.timeoutMs = checkReadTimeout(opts.timeoutMs, `read timeout of ${opts.name}`);
     this.name = opts.name;
-    this.timeoutMs = Math.ceil(opts.timeoutMs);
     this.client = opts.client;
     this.repository = opts.repository;
     this.blobs = new Map(opts.blobs.map((d) => [d.digest, d]));
@@ -66,6 +79,11 @@ export class RangeBackend implements BlobBackend {
   read(blobDigest: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     const desc = this.blobs.get(blobDigest);
     if (!desc) return Promise.reject(notFound(`${this.name}: blob ${blobDigest} is not a layer of this image`, { blob: blobDigest }));
+    return this.readBlob(desc, offset, length, signal);
+  }
+
+  /** A read of one of the image's blobs: waits for a slot, then reads within the deadline. */
+  protected readBlob(desc: Descriptor, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     return this.slots.run(() => this.readWithDeadline(desc, offset, length, signal));
   }
 

@@ -3,7 +3,9 @@
  * RegistryClient.blobRange (which checks the 206 Content-Range against the
  * request and the blob size; chunk digests are the reader's job).
  *
- * A read never hangs:
+ * It is a RangeBackend (backends/range-backend: the image's blobs only,
+ * per-read deadline, bound on reads in flight) named "registry", with the
+ * lazy mount's defaults and a failure hold. A read never hangs:
  * - every read has a deadline (timeoutMs, default DEFAULT_FETCH_TIMEOUT_MS)
  *   covering the client's retries and backoff; when it passes the request is
  *   aborted and the read rejects with Timeout (not Canceled: the chunk reader
@@ -20,26 +22,25 @@
  * the same fault again. The kernel re-reads a page whose readahead failed,
  * and a reader walking many files would otherwise pay the full deadline for
  * each; after the hold the next read asks the registry again. Reads already
- * in flight are not affected; a success ends the hold.
+ * in flight are not affected; a success ends the hold. Every failed read is
+ * logged at warn (there is no other source to fall back to).
  *
  * Bound: at most maxConcurrent requests in flight (MAX_CONCURRENT_FETCHES by
  * default); further reads wait in arrival order, one queued callback each.
  * The deadline starts when a read gets its slot.
  */
-import { codeOf, ErrorCode, invalidArgument, NydError, notFound, timeout, wrap } from '../../common/errors';
-import { nullLogger, type Logger } from '../../common/logger';
+import { codeOf, ErrorCode, invalidArgument, NydError } from '../../common/errors';
+import type { Logger } from '../../common/logger';
 import type { RegistryLimits } from '../../oci/registry/limits';
 import type { Descriptor } from '../../oci/types';
-import type { RangeClient } from '../backends/range-backend';
-import { Semaphore } from '../reader/semaphore';
-import type { BlobBackend } from '../types';
+import { checkReadTimeout, MAX_CONCURRENT_READS, MAX_READ_TIMEOUT_MS, RangeBackend, type RangeClient } from '../backends/range-backend';
 
 /** Default deadline of one backend read, retries included. */
 export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
 /** Default retries of one request after the first attempt (transport failures, 5xx, 429). */
 export const DEFAULT_FETCH_RETRIES = 3;
 /** Default requests in flight at once. */
-export const MAX_CONCURRENT_FETCHES = 16;
+export const MAX_CONCURRENT_FETCHES = MAX_CONCURRENT_READS;
 /** First backoff delay between attempts (doubles per retry, capped at FETCH_BACKOFF_MAX_MS). */
 export const FETCH_BACKOFF_BASE_MS = 100;
 export const FETCH_BACKOFF_MAX_MS = 2_000;
@@ -48,7 +49,7 @@ export const FETCH_CONNECT_TIMEOUT_MS = 10_000;
 /** After a Timeout or Unavailable, new reads fail at once for this long. */
 export const FAILURE_HOLD_MS = 500;
 /** Longest fetch deadline accepted. */
-export const MAX_FETCH_TIMEOUT_MS = 10 * 60_000;
+export const MAX_FETCH_TIMEOUT_MS = MAX_READ_TIMEOUT_MS;
 
 export interface RegistryBlobBackendOptions {
   client: RangeClient;
@@ -63,12 +64,7 @@ export interface RegistryBlobBackendOptions {
   logger?: Logger;
 }
 
-function checkTimeout(ms: number): number {
-  if (!Number.isFinite(ms) || ms <= 0 || ms > MAX_FETCH_TIMEOUT_MS) {
-    throw invalidArgument(`fetch timeout must be above 0 and at most ${MAX_FETCH_TIMEOUT_MS} ms, got ${ms}`);
-  }
-  return Math.ceil(ms);
-}
+const checkTimeout = (ms: number): number => checkReadTimeout(ms, 'fetch timeout');
 
 /**
  * Registry client limits for lazy reads with deadline `timeoutMs`: `retries`
@@ -89,39 +85,38 @@ export function lazyRegistryLimits(timeoutMs: number = DEFAULT_FETCH_TIMEOUT_MS,
   };
 }
 
-export class RegistryBlobBackend implements BlobBackend {
-  readonly timeoutMs: number;
-  private readonly client: RangeClient;
-  private readonly repository: string;
-  private readonly blobs: Map<string, Descriptor>;
-  private readonly slots: Semaphore;
-  private readonly logger: Logger;
+export class RegistryBlobBackend extends RangeBackend {
   private readonly failureHoldMs: number;
   private heldUntil = 0;
   private lastFailure?: NydError;
 
   constructor(opts: RegistryBlobBackendOptions) {
-    this.client = opts.client;
-    this.repository = opts.repository;
-    this.blobs = new Map(opts.blobs.map((d) => [d.digest, d]));
-    this.timeoutMs = checkTimeout(opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS);
-    this.slots = new Semaphore(opts.maxConcurrent ?? MAX_CONCURRENT_FETCHES);
-    this.logger = opts.logger ?? nullLogger;
+    super({
+      name: 'registry',
+      client: opts.client,
+      repository: opts.repository,
+      blobs: opts.blobs,
+      timeoutMs: checkTimeout(opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS),
+      maxConcurrent: opts.maxConcurrent ?? MAX_CONCURRENT_FETCHES,
+      logger: opts.logger,
+    });
     this.failureHoldMs = Math.max(0, opts.failureHoldMs ?? FAILURE_HOLD_MS);
   }
 
-  read(blobDigest: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    const desc = this.blobs.get(blobDigest);
-    if (!desc) return Promise.reject(notFound(`blob ${blobDigest} is not a layer of this image`, { blob: blobDigest }));
+  protected override readBlob(desc: Descriptor, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     const held = this.held(desc, offset);
     if (held) return Promise.reject(held);
-    return this.slots.run(() => this.readWithDeadline(desc, offset, length, signal)).then(
+    const started = performance.now();
+    return super.readBlob(desc, offset, length, signal).then(
       (data) => {
         this.heldUntil = 0;
         return data;
       },
       (err: unknown) => {
         const code = codeOf(err);
+        const details = { blob: desc.digest, offset, length };
+        if (code === ErrorCode.Timeout) this.logger.warn({ ...details, timeoutMs: this.timeoutMs }, 'registry range read timed out');
+        else this.logger.warn({ ...details, ms: Math.round(performance.now() - started), err: (err as Error).message }, 'registry range read failed');
         if (code === ErrorCode.Timeout || code === ErrorCode.Unavailable) {
           this.heldUntil = performance.now() + this.failureHoldMs;
           this.lastFailure = err as NydError;
@@ -138,23 +133,5 @@ export class RegistryBlobBackend implements BlobBackend {
     return new NydError(this.lastFailure.code, `registry failed just before (${this.lastFailure.message}); not asking again for ${Math.ceil(left)} ms`, {
       details: { blob: desc.digest, offset },
     });
-  }
-
-  private async readWithDeadline(desc: Descriptor, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    signal?.throwIfAborted();
-    const deadline = AbortSignal.timeout(this.timeoutMs);
-    const both = signal ? AbortSignal.any([signal, deadline]) : deadline;
-    const started = performance.now();
-    try {
-      return await this.client.blobRange(this.repository, desc, offset, length, { signal: both });
-    } catch (err) {
-      const details = { blob: desc.digest, offset, length };
-      if (deadline.aborted && !signal?.aborted) {
-        this.logger.warn({ ...details, timeoutMs: this.timeoutMs }, 'registry range read timed out');
-        throw timeout(`range ${offset}+${length} of blob ${desc.digest}: no complete answer within ${this.timeoutMs} ms`, details, err);
-      }
-      this.logger.warn({ ...details, ms: Math.round(performance.now() - started), err: (err as Error).message }, 'registry range read failed');
-      throw wrap(err, `range ${offset}+${length} of blob ${desc.digest}`, details);
-    }
   }
 }
