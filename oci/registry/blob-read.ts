@@ -79,6 +79,24 @@ async function openAt(
   throw await statusError(res, what, r.limits);
 }
 
+/**
+ * The chunks of `res`'s body after its first `skip` bytes (the prefix a
+ * server that ignored Range sent before the requested offset), without
+ * empty chunks. Ending the iteration early ends the body's, as with the
+ * body itself.
+ */
+async function* bodyAfter(res: HttpResponse, skip: number): AsyncGenerator<Buffer> {
+  let left = skip;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    if (chunk.length <= left) {
+      left -= chunk.length;
+      continue;
+    }
+    yield left > 0 ? chunk.subarray(left) : chunk;
+    left = 0;
+  }
+}
+
 /** Whether a failure during a body read is worth a resume. */
 function resumable(err: unknown): boolean {
   if ((err as { code?: unknown }).code === 'NYD_DATA_CORRUPT') return false;
@@ -93,17 +111,9 @@ async function* verifiedChunks(r: Requester, repo: string, desc: Descriptor, sig
   for (let failures = 0; ; ) {
     const { res, skip } = await openAt(r, repo, desc, received, undefined, what, signal);
     if (skip > 0) r.logger.warn({ digest: desc.digest, offset: received }, 'registry ignored Range; restarting the blob and discarding the received prefix');
-    let toSkip = skip;
     let failure: unknown;
     try {
-      for await (const raw of res.body as AsyncIterable<Buffer>) {
-        let chunk = raw;
-        if (toSkip > 0) {
-          const n = Math.min(toSkip, chunk.length);
-          toSkip -= n;
-          chunk = chunk.subarray(n);
-          if (chunk.length === 0) continue;
-        }
+      for await (const chunk of bodyAfter(res, skip)) {
         if (received + chunk.length > desc.size) throw dataCorrupt(`${what}: more bytes than the descriptor's ${desc.size}`);
         hash.update(chunk);
         received += chunk.length;
@@ -169,15 +179,8 @@ export async function readBlobRange(
     }
     const out = Buffer.allocUnsafe(length);
     let got = 0;
-    let toSkip = skip;
     try {
-      for await (const raw of res.body as AsyncIterable<Buffer>) {
-        let chunk = raw;
-        if (toSkip > 0) {
-          const n = Math.min(toSkip, chunk.length);
-          toSkip -= n;
-          chunk = chunk.subarray(n);
-        }
+      for await (const chunk of bodyAfter(res, skip)) {
         const n = Math.min(chunk.length, length - got);
         if (skip === 0 && n < chunk.length) throw dataCorrupt(`${what}: registry sent more than the requested range`);
         chunk.copy(out, got, 0, n);
