@@ -7,10 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nullLogger } from '../../../common/logger';
 import { type Bootstrap, type ChunkRef, type Inode, InodeType } from '../../../format-spec/types';
 import { MemoryBlobCache } from '../../../snapshotter/cache/memory-cache';
-import { RemoteChunkReader } from '../../../snapshotter/reader/chunk-reader';
-import { buildUnitIndex } from '../../../snapshotter/reader/unit-index';
 import { Prefetcher, prefetchPlan } from '../../../snapshotter/lazy/prefetch';
-import { CountingBackend, decompress, tempDir, writeBlob, type TestBlob } from '../reader/blob-fixture';
+import { CountingBackend, readerOver, tempDir, writeBlob, type TestBlob } from '../reader/blob-fixture';
 
 let dir: string;
 let blobs: TestBlob[];
@@ -73,14 +71,7 @@ describe('Prefetcher', () => {
   const setup = () => {
     const backend = new CountingBackend(blobs);
     const cache = new MemoryBlobCache();
-    const reader = new RemoteChunkReader({
-      blobs: bootstrap.blobs,
-      backend,
-      cache,
-      decompress,
-      unitIndex: buildUnitIndex(bootstrap),
-      prefetchMaxGap: 0,
-    });
+    const reader = readerOver(bootstrap, backend, cache, { prefetchMaxGap: 0 });
     return { backend, cache, reader };
   };
 

@@ -2,7 +2,8 @@
  * Real nyd blobs for reader tests: units of chunks compressed into real zstd
  * frames (native/zstd), followed by a real TOC and footer (format-spec), and
  * the ChunkRefs a bootstrap would hold for them. Plus a BlobBackend double
- * that counts reads and injects the faults a real file cannot produce.
+ * that counts reads and injects the faults a real file cannot produce, and
+ * a RemoteChunkReader over such blobs.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -10,10 +11,12 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { blobTail } from '../../../format-spec/blob';
 import { FORMAT_VERSION } from '../../../format-spec/limits';
-import type { BlobToc, ChunkRef } from '../../../format-spec/types';
+import { type BlobToc, type Bootstrap, type ChunkRef, InodeType } from '../../../format-spec/types';
 import { compress, decompressFrame } from '../../../native/zstd';
+import { RemoteChunkReader, type RemoteChunkReaderOptions } from '../../../snapshotter/reader/chunk-reader';
 import { FileBlobBackend } from '../../../snapshotter/reader/file-backend';
-import type { BlobBackend } from '../../../snapshotter/types';
+import { buildUnitIndex } from '../../../snapshotter/reader/unit-index';
+import type { BlobBackend, BlobCache } from '../../../snapshotter/types';
 
 export interface TestBlob {
   digest: string;
@@ -69,6 +72,29 @@ export async function tempDir(prefix: string): Promise<string> {
 
 /** The decompressor the reader gets in tests: native/zstd's bounded one, async like the pool. */
 export const decompress = async (frame: Uint8Array, maxSize: number): Promise<Buffer> => decompressFrame(frame, maxSize);
+
+/** The blob table and inodes of a bootstrap for `blobs`: one file holding every chunk, in order. A fresh object each call. */
+export function oneFileBootstrap(blobs: TestBlob[]): Pick<Bootstrap, 'blobs' | 'inodes'> {
+  const chunks = blobs.flatMap((b) => b.units.flatMap((u) => u.refs));
+  return {
+    blobs: blobs.map((b) => ({ digest: b.digest, size: b.size, usize: 0 })),
+    inodes: [{ type: InodeType.File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0, chunks }],
+  };
+}
+
+/**
+ * A RemoteChunkReader over `bootstrap`'s blobs, reading through `backend`
+ * into `cache`, with the test decompressor and the bootstrap's unit index;
+ * `opts` override any of these.
+ */
+export function readerOver(
+  bootstrap: Pick<Bootstrap, 'blobs' | 'inodes'>,
+  backend: BlobBackend,
+  cache: BlobCache,
+  opts: Partial<RemoteChunkReaderOptions> = {},
+): RemoteChunkReader {
+  return new RemoteChunkReader({ blobs: bootstrap.blobs, backend, cache, decompress, unitIndex: buildUnitIndex(bootstrap), ...opts });
+}
 
 export interface ReadCall {
   digest: string;

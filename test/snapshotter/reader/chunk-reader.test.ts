@@ -3,13 +3,13 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, isCode, unavailable } from '../../../common/errors';
 import type { Logger } from '../../../common/logger';
-import { InodeType, type Bootstrap, type ChunkRef } from '../../../format-spec/types';
+import type { ChunkRef } from '../../../format-spec/types';
 import { DiskBlobCache } from '../../../snapshotter/cache/disk-cache';
 import { MemoryBlobCache } from '../../../snapshotter/cache/memory-cache';
-import { RemoteChunkReader, type RemoteChunkReaderOptions } from '../../../snapshotter/reader/chunk-reader';
+import type { RemoteChunkReader, RemoteChunkReaderOptions } from '../../../snapshotter/reader/chunk-reader';
 import { buildUnitIndex } from '../../../snapshotter/reader/unit-index';
 import type { BlobCache } from '../../../snapshotter/types';
-import { CountingBackend, decompress, sameBytes, tempDir, writeBlob, type TestBlob } from './blob-fixture';
+import { CountingBackend, oneFileBootstrap, readerOver, sameBytes, tempDir, writeBlob, type TestBlob } from './blob-fixture';
 
 /** A logger that keeps what it is given, to check what gets logged. */
 function recordingLogger(): Logger & { lines: Array<{ level: string; obj: unknown; msg?: string }> } {
@@ -23,29 +23,13 @@ function recordingLogger(): Logger & { lines: Array<{ level: string; obj: unknow
   return logger as Logger & { lines: typeof lines };
 }
 
-function bootstrapOf(blobs: TestBlob[]): Pick<Bootstrap, 'blobs' | 'inodes'> {
-  const chunks = blobs.flatMap((b) => b.units.flatMap((u) => u.refs));
-  return {
-    blobs: blobs.map((b) => ({ digest: b.digest, size: b.size, usize: 0 })),
-    inodes: [{ type: InodeType.File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0, chunks }],
-  };
-}
-
 describe('RemoteChunkReader', () => {
   let dir: string;
   let blob: TestBlob;
   let backend: CountingBackend;
   let cache: BlobCache;
 
-  const reader = (opts: Partial<RemoteChunkReaderOptions> = {}): RemoteChunkReader =>
-    new RemoteChunkReader({
-      blobs: [{ digest: blob.digest, size: blob.size }],
-      backend,
-      cache,
-      decompress,
-      unitIndex: buildUnitIndex(bootstrapOf([blob])),
-      ...opts,
-    });
+  const reader = (opts: Partial<RemoteChunkReaderOptions> = {}): RemoteChunkReader => readerOver(oneFileBootstrap([blob]), backend, cache, opts);
   const ref = (unit: number, chunk = 0): ChunkRef => blob.units[unit].refs[chunk];
   const bytesOf = (unit: number, chunk = 0): Buffer => blob.units[unit].contents[chunk];
 
@@ -177,7 +161,7 @@ describe('RemoteChunkReader', () => {
   });
 
   it('does not cache a unit while any chunk the bootstrap names in it fails, and fails that chunk', async () => {
-    const boot = bootstrapOf([blob]);
+    const boot = oneFileBootstrap([blob]);
     const wrong = { ...ref(3, 2), digest: Buffer.from(ref(3, 1).digest) }; // the bootstrap lies about chunk 2 of unit 3
     boot.inodes[0].chunks = boot.inodes[0].chunks?.map((c) => (c === ref(3, 2) ? wrong : c));
     const r = reader({ amplify: 0, unitIndex: buildUnitIndex(boot) });

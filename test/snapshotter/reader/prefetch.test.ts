@@ -1,12 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, isCode } from '../../../common/errors';
-import { InodeType, type ChunkRef } from '../../../format-spec/types';
+import type { ChunkRef } from '../../../format-spec/types';
 import { MemoryBlobCache } from '../../../snapshotter/cache/memory-cache';
-import { RemoteChunkReader, type RemoteChunkReaderOptions } from '../../../snapshotter/reader/chunk-reader';
+import type { RemoteChunkReader, RemoteChunkReaderOptions } from '../../../snapshotter/reader/chunk-reader';
 import { TokenBucket, type Clock } from '../../../snapshotter/reader/token-bucket';
-import { buildUnitIndex } from '../../../snapshotter/reader/unit-index';
-import { CountingBackend, decompress, sameBytes, tempDir, writeBlob, type TestBlob } from './blob-fixture';
+import { CountingBackend, oneFileBootstrap, readerOver, sameBytes, tempDir, writeBlob, type TestBlob } from './blob-fixture';
 
 /** Virtual time: sleeping advances it at once. */
 class FakeClock implements Clock {
@@ -31,18 +30,7 @@ describe('RemoteChunkReader.prefetch', () => {
   let cache: MemoryBlobCache;
 
   const reader = (opts: Partial<RemoteChunkReaderOptions> = {}): RemoteChunkReader =>
-    new RemoteChunkReader({
-      blobs: [{ digest: blob.digest, size: blob.size }],
-      backend,
-      cache,
-      decompress,
-      amplify: 0,
-      unitIndex: buildUnitIndex({
-        blobs: [{ digest: blob.digest, size: blob.size, usize: 0 }],
-        inodes: [{ type: InodeType.File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0, chunks: allRefs() }],
-      }),
-      ...opts,
-    });
+    readerOver(oneFileBootstrap([blob]), backend, cache, { amplify: 0, ...opts });
   const allRefs = (): ChunkRef[] => blob.units.flatMap((u) => u.refs);
   const refsOf = (...units: number[]): ChunkRef[] => units.flatMap((u) => blob.units[u].refs);
   const cached = async (u: number): Promise<boolean> => cache.has(blob.digest, blob.units[u].cuOffset, blob.units[u].cuSize);
