@@ -12,7 +12,8 @@
  * qdisc someone else installed is never replaced.
  *
  * Clean-up, always: remove() deletes the root qdisc; while a shaper is
- * active, process 'exit', SIGINT and SIGTERM handlers delete it too.
+ * active, process 'exit', SIGINT and SIGTERM handlers delete it too (and
+ * then end the process, unless the program handles the signal itself).
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -51,7 +52,9 @@ let active: PortShaper | undefined;
 
 function onSignal(signal: NodeJS.Signals): void {
   removeRootSync();
-  process.kill(process.pid, signal);
+  // Alone, end the process as the signal would have; when the program has its
+  // own handler for the signal, leave the ending to it.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
 }
 
 function installCleanup(): void {
