@@ -33,7 +33,12 @@ export interface BenchContainerd {
   stop(): Promise<void>;
 }
 
-function configToml(dir: string, address: string): string {
+export interface BenchContainerdOptions {
+  /** Proxy snapshotters: name -> unix socket (containerd's [proxy_plugins]). */
+  proxySnapshotters?: Readonly<Record<string, string>>;
+}
+
+function configToml(dir: string, address: string, opts: BenchContainerdOptions): string {
   const disabled = ['cri', 'btrfs', 'zfs', 'devmapper', 'aufs'].map((p) =>
     p === 'cri' ? '"io.containerd.grpc.v1.cri"' : `"io.containerd.snapshotter.v1.${p}"`,
   );
@@ -53,6 +58,11 @@ function configToml(dir: string, address: string): string {
     '  address = ""',
     '[plugins."io.containerd.internal.v1.opt"]',
     `  path = ${JSON.stringify(path.join(dir, 'opt'))}`,
+    ...Object.entries(opts.proxySnapshotters ?? {}).flatMap(([name, socket]) => [
+      `[proxy_plugins.${JSON.stringify(name)}]`,
+      '  type = "snapshot"',
+      `  address = ${JSON.stringify(socket)}`,
+    ]),
     '',
   ].join('\n');
 }
@@ -67,11 +77,11 @@ export async function runTool(bin: string, args: readonly string[]): Promise<str
   }
 }
 
-export async function startBenchContainerd(dir: string): Promise<BenchContainerd> {
+export async function startBenchContainerd(dir: string, opts: BenchContainerdOptions = {}): Promise<BenchContainerd> {
   await fs.mkdir(dir, { recursive: true });
   const address = path.join(dir, 'containerd.sock');
   const config = path.join(dir, 'config.toml');
-  await fs.writeFile(config, configToml(dir, address));
+  await fs.writeFile(config, configToml(dir, address, opts));
   let log = '';
   const child: ChildProcess = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   const keep = (d: Buffer) => {

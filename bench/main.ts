@@ -1,6 +1,7 @@
 /**
- * `npm run bench -- convert|read|network|images [--size MiB] [--runs N] [--reads N]
- *   [--images python3,node,scipy,gcc|none] [--image-runs N] [--samples N] [--blob MiB]`:
+ * `npm run bench -- startup|convert|read|network|images [--size MiB] [--runs N] [--reads N]
+ *   [--images python3,node,scipy,gcc|none] [--image-runs N] [--samples N] [--blob MiB]
+ *   [--profiles unlimited,1gbit-2ms,100mbit-20ms]`:
  * runs a benchmark, writes bench/results/<name>.md (+ .json, + .svg charts) and
  * prints it or a short summary. Numbers are ratios against a baseline measured
  * in the same run. `images` builds (or finds cached) the realistic images;
@@ -12,7 +13,10 @@ import { parseArgs } from 'node:util';
 import { convertBench, convertCharts, convertReport, convertSummary } from './convert-bench';
 import { BENCH_IMAGE_NAMES, ensureBenchImages } from './images/images';
 import { measureNetworkProfiles, networkProfilesChart, networkProfilesReport } from './netem/measure-profiles';
-import { readBench, readReport } from './read-bench';
+import { readBench, readChart, readReport } from './read-bench';
+import { NETWORK_PROFILES, networkProfile } from './netem/profiles';
+import { startupBench } from './startup/startup-bench';
+import { startupCharts, startupReport, startupSummary } from './startup/startup-report';
 
 const REPO = path.resolve(__dirname, '..', '..');
 
@@ -28,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
       'image-runs': { type: 'string' },
       samples: { type: 'string' },
       blob: { type: 'string' },
+      profiles: { type: 'string' },
     },
   });
   const which = positionals[0] ?? 'convert';
@@ -43,8 +48,9 @@ export async function main(argv: string[]): Promise<number> {
       runs: Number(values.runs ?? 3),
       randomReads: Number(values.reads ?? 3000),
     });
-    const report = readReport(result);
+    const report = readReport(result, 'read.svg');
     await fs.writeFile(path.join(resultsDir, 'read.md'), report);
+    await fs.writeFile(path.join(resultsDir, 'read.svg'), readChart(result));
     await fs.writeFile(path.join(resultsDir, 'read.json'), `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(report);
     return 0;
@@ -72,8 +78,28 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(report);
     return 0;
   }
+  if (which === 'startup') {
+    const profiles = values.profiles?.split(',').map(networkProfile) ?? [...NETWORK_PROFILES];
+    const images = await ensureBenchImages({ cacheDir, names: imageNames, onLine: log });
+    // A signal stops the benchmark after its current step; cleanup still runs
+    // (processes it started, mounts, lo's qdisc). A second one exits at once.
+    const stop = new AbortController();
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (stop.signal.aborted) process.exit(130);
+      log(`bench: ${sig}: stopping after the current step and cleaning up (again to exit at once)`);
+      stop.abort(new Error(`interrupted by ${sig}`));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const result = await startupBench({ repo: REPO, images, profiles, runs: Number(values.runs ?? 3), log, signal: stop.signal });
+    await fs.writeFile(path.join(resultsDir, 'startup.md'), startupReport(result));
+    await fs.writeFile(path.join(resultsDir, 'startup.json'), `${JSON.stringify(result, null, 2)}\n`);
+    for (const [file, svg] of Object.entries(startupCharts(result))) await fs.writeFile(path.join(resultsDir, file), svg);
+    process.stdout.write(startupSummary(result));
+    return 0;
+  }
   if (which !== 'convert') {
-    process.stderr.write(`bench: unknown benchmark "${which}" (available: convert, read, network, images)\n`);
+    process.stderr.write(`bench: unknown benchmark "${which}" (available: startup, convert, read, network, images)\n`);
     return 1;
   }
   const images = imageNames.length ? await ensureBenchImages({ cacheDir, names: imageNames, onLine: log }) : undefined;

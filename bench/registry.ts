@@ -21,8 +21,39 @@ export interface BenchRegistry {
   readonly port: number;
   /** "127.0.0.1:PORT". */
   readonly host: string;
+  /**
+   * What the registry has served so far, summed from its access log (one
+   * line per finished request: method, path, status, body bytes). A request
+   * counts once it has finished.
+   */
+  served(): ServedCounters;
   logs(): string;
   stop(): Promise<void>;
+}
+
+export interface ServedCounters {
+  /** Response body bytes of every request. */
+  bytes: number;
+  requests: number;
+  /** Body bytes and requests of GETs under /blobs/ (layer and config data). */
+  blobBytes: number;
+  blobRequests: number;
+}
+
+/** `"GET /v2/repo/blobs/sha256:... HTTP/1.1" 206 4096`: the combined-log request, status and size. */
+const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/;
+
+/** Adds one access-log line to `c` (other lines are ignored). */
+export function countAccessLine(c: ServedCounters, line: string): void {
+  const m = ACCESS_LINE.exec(line);
+  if (!m) return;
+  const bytes = m[4] === '-' ? 0 : Number(m[4]);
+  c.bytes += bytes;
+  c.requests += 1;
+  if (m[1] === 'GET' && (m[2] as string).includes('/blobs/')) {
+    c.blobBytes += bytes;
+    c.blobRequests += 1;
+  }
 }
 
 export function freePort(): Promise<number> {
@@ -67,8 +98,6 @@ export async function startBenchRegistry(dir: string): Promise<BenchRegistry> {
       'version: 0.1',
       'log:',
       '  level: warn',
-      '  accesslog:',
-      '    disabled: true',
       'storage:',
       '  filesystem:',
       `    rootdirectory: ${storageDir}`,
@@ -81,12 +110,18 @@ export async function startBenchRegistry(dir: string): Promise<BenchRegistry> {
     ].join('\n'),
   );
   let log = '';
+  const served: ServedCounters = { bytes: 0, requests: 0, blobBytes: 0, blobRequests: 0 };
+  const partial = { stdout: '', stderr: '' };
   const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (d: Buffer) => {
+  const lineReader = (stream: 'stdout' | 'stderr') => (d: Buffer) => {
+    const text = partial[stream] + d.toString();
+    const lines = text.split('\n');
+    partial[stream] = lines.pop() ?? '';
+    for (const line of lines) countAccessLine(served, line);
     log = (log + d.toString()).slice(-LOG_LIMIT_CHARS);
   };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  child.stdout?.on('data', lineReader('stdout'));
+  child.stderr?.on('data', lineReader('stderr'));
   let spawnError: Error | undefined;
   child.once('error', (err) => (spawnError = err));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -110,7 +145,7 @@ export async function startBenchRegistry(dir: string): Promise<BenchRegistry> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { port, host: `${BENCH_HOST}:${port}`, logs: () => log, stop };
+  return { port, host: `${BENCH_HOST}:${port}`, served: () => ({ ...served }), logs: () => log, stop };
 }
 
 /** Uploads `data` to repository `repo` (POST, then one PUT); returns its digest. */
