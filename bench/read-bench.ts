@@ -21,6 +21,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { barChartSvg } from './chart';
 import { generateImage } from './generate-image';
 import { measure, median } from './measure';
 
@@ -218,7 +219,7 @@ export async function readBench(opts: ReadBenchOptions): Promise<ReadBenchResult
   }
 }
 
-export function readReport(r: ReadBenchResult): string {
+export function readReport(r: ReadBenchResult, chartFile: string): string {
   const f = (n: number, d = 1) => n.toFixed(d);
   const ratio = (a: number, b: number) => `${f(a / b, 2)}x`;
   const rows = (label: string, w: { local: Workload; nyd: Workload }) => [
@@ -239,5 +240,27 @@ export function readReport(r: ReadBenchResult): string {
     ...rows('cold', r.cold),
     ...rows('hot', r.hot),
     '',
+    `![nyd mount / local disk](${chartFile})`,
+    '',
   ].join('\n');
+}
+
+/** nyd / local ratios of every workload, cold and hot: 1 is as fast as local disk. */
+export function readChart(r: ReadBenchResult): string {
+  const ratios = (w: { local: Workload; nyd: Workload }) => [
+    w.nyd.seqMBps / w.local.seqMBps,
+    w.nyd.randomReadsPerSec / w.local.randomReadsPerSec,
+    w.nyd.metaEntriesPerSec / w.local.metaEntriesPerSec,
+  ];
+  return barChartSvg({
+    title: 'Reads through a nyd mount (warm blob cache) / local disk (higher is better)',
+    unit: 'nyd / local',
+    groups: ['sequential MB/s', 'random 4 KiB reads/s', 'find + stat entries/s'],
+    series: [
+      { name: 'cold (kernel caches dropped)', values: ratios(r.cold) },
+      { name: 'hot', values: ratios(r.hot) },
+    ],
+    note: `${r.imageMB.toFixed(0)} MB generated image, ${r.files} files; median of ${r.runs}; ${r.cores} cores; same run`,
+    decimals: 2,
+  });
 }
