@@ -164,6 +164,23 @@ function summarizeCase(image: StartupImage, profile: string, samples: Map<StartM
   return { image: image.name, profile, modes };
 }
 
+/** How long containerd may take to reach a restarted proxy snapshotter (its gRPC dial backs off). */
+const RECONNECT_TIMEOUT_MS = 30_000;
+
+/** Waits until containerd answers a call that goes through nyd's snapshotter. */
+async function waitForProxySnapshotter(containerd: BenchContainerd): Promise<void> {
+  const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await containerd.ctr('snapshots', '--snapshotter', 'nyd', 'ls');
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`containerd did not reach the restarted nyd snapshotter: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 export async function startupBench(opts: StartupBenchOptions): Promise<StartupBenchResult> {
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'nyd-bench-startup-'));
   const snapOpts = {
@@ -187,6 +204,7 @@ export async function startupBench(opts: StartupBenchOptions): Promise<StartupBe
         snapshotter = undefined;
         await fs.rm(snapOpts.cacheDir, { recursive: true, force: true });
         snapshotter = await startBenchSnapshotter(snapOpts);
+        await waitForProxySnapshotter(containerd as BenchContainerd);
       },
     };
     const current = () => {
