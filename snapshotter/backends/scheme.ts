@@ -84,6 +84,11 @@ export class RegistrySchemes {
     return out;
   }
 
+  /** Probe `domain` again next time (after its registry changed). */
+  forget(domain: string): void {
+    this.known.delete(domain.toLowerCase());
+  }
+
   async close(): Promise<void> {
     await this.agent?.close().catch(() => undefined);
     this.agent = undefined;

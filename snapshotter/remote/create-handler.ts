@@ -50,7 +50,8 @@ export function createNydRemoteHandler(opts: NydRemoteOptions): NydRemoteHandler
   const root = path.resolve(opts.root);
   const fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   const { transportFor } = opts;
-  const access: TransportResolver = transportFor ? { transportFor: (domain) => transportFor(domain) } : new RegistryAccess(opts.transport ?? {}, logger, opts.plainHttpLoopback ?? true);
+  const ownAccess = transportFor ? undefined : new RegistryAccess(opts.transport ?? {}, logger, opts.plainHttpLoopback ?? true);
+  const access: TransportResolver = ownAccess ?? { transportFor: (domain) => (transportFor as NonNullable<typeof transportFor>)(domain) };
   const opener = new ImageOpener({ access, fetchTimeoutMs: opts.fetchTimeoutMs, fetchRetries: opts.fetchRetries, logger });
   const cache = new DiskBlobCache({ root: path.resolve(opts.cacheDir), maxBytes: opts.cacheBytes, logger });
   let pool: ZstdPool | undefined;
@@ -109,6 +110,7 @@ export function createNydRemoteHandler(opts: NydRemoteOptions): NydRemoteHandler
         await mounts.close();
         await cache.close();
         await pool?.destroy();
+        await ownAccess?.close();
       })();
       return closing;
     },

@@ -9,4 +9,3 @@ export * from './types';
 export { createNydRemoteHandler } from './create-handler';
 export { nydRemoteFromConfig, type NydRemoteContext } from './from-config';
 export { classifyLayer, isBootstrapLabels } from './labels';
-export { isLoopbackDomain } from './registry-access';

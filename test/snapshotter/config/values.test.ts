@@ -73,5 +73,7 @@ describe('hosts, URLs and addresses', () => {
   it('loopback hosts', () => {
     for (const h of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.9.8.7', '[::1]:5000', 'x.localhost']) expect(isLoopbackHost(h)).toBe(true);
     for (const h of ['10.0.0.1:5000', 'registry.local', '128.0.0.1', 'docker.io', '[::2]:1']) expect(isLoopbackHost(h)).toBe(false);
+    for (const h of ['LOCALHOST:5000', '127.8.9.10:80', '127.0.0.1']) expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ['127.0.0.256:5000', 'localhost.example.com', '10.0.0.1']) expect(isLoopbackHost(h)).toBe(false);
   });
 });
