@@ -14,8 +14,8 @@ import { invalidArgument } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { RegistryClient } from '../../oci/registry/client';
 import type { RegistryLimits } from '../../oci/registry/limits';
-import type { Descriptor, TransportOptions } from '../../oci/types';
-import { type RangeClient, RangeBackend } from './range-backend';
+import type { TransportOptions } from '../../oci/types';
+import { type RangeBackendOptions, RangeBackend } from './range-backend';
 
 /** Connect deadline of one attempt at a mirror or proxy, when the read deadline is longer. */
 export const SOURCE_CONNECT_TIMEOUT_MS = 5_000;
@@ -56,16 +56,10 @@ export function createMirrorClient(endpoint: string, transport: MirrorTransport,
   return new RegistryClient({ domain: url.host, opts, logger: logger.child({ mirror: url.origin }), limits: sourceLimits(timeoutMs) });
 }
 
-export interface MirrorBackendOptions {
+/** RangeBackendOptions named after the endpoint; `client` is usually one from createMirrorClient(), shared by every image of the endpoint. */
+export interface MirrorBackendOptions extends Omit<RangeBackendOptions, 'name'> {
   /** The endpoint's origin, for the name. */
   endpoint: string;
-  /** Usually a client from createMirrorClient(), shared by every image of the endpoint. */
-  client: RangeClient;
-  repository: string;
-  blobs: readonly Descriptor[];
-  timeoutMs: number;
-  maxConcurrent?: number;
-  logger?: Logger;
 }
 
 export class MirrorBackend extends RangeBackend {

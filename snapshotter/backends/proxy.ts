@@ -34,7 +34,7 @@ import { resolveLimits, type RegistryLimits } from '../../oci/registry/limits';
 import { statusError } from '../../oci/registry/status-error';
 import type { Descriptor } from '../../oci/types';
 import { sourceLimits, SOURCE_CONNECT_TIMEOUT_MS } from './mirror';
-import { type RangeClient, RangeBackend } from './range-backend';
+import { type RangeBackendOptions, type RangeClient, RangeBackend } from './range-backend';
 
 /**
  * The one dispatcher for a proxy: plain HTTP origins as absolute-URI requests
@@ -130,15 +130,8 @@ export class ProxyClient implements Requester, RangeClient {
   }
 }
 
-export interface ProxyBackendOptions {
-  /** Usually one ProxyClient per origin registry, shared by its images. */
-  client: RangeClient;
-  repository: string;
-  blobs: readonly Descriptor[];
-  timeoutMs: number;
-  maxConcurrent?: number;
-  logger?: Logger;
-}
+/** RangeBackendOptions named "proxy"; `client` is usually one ProxyClient per origin registry, shared by its images. */
+export type ProxyBackendOptions = Omit<RangeBackendOptions, 'name'>;
 
 export class ProxyBackend extends RangeBackend {
   constructor(opts: ProxyBackendOptions) {
