@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOB_MEDIA_TYPE } from '../../../format-spec/oci-names';
 import { LABEL_CRI_IMAGE_REF, LABEL_CRI_LAYER_DIGEST, LABEL_CRI_MANIFEST_DIGEST } from '../../../snapshotter/remote/labels';
-import { CRI_NAMESPACE, SNAPSHOTTER } from './containerd-env';
+import { CRI_NAMESPACE, SNAPSHOTTER } from '../../helpers/containerd';
 import { criImageClient, type CriImageClient } from './cri-client';
 import { blobTraffic, registryManifest, startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout } from './images';

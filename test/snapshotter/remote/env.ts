@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { type FaultProxy, type ProxiedRequest, startFaultProxy } from '../../helpers/fault-proxy';
 import { startRegistry, type TestRegistry } from '../../helpers/registry';
 import { execFileP, mountPointsUnder } from '../snapshots/helpers';
-import { startContainerd, type TestContainerd } from './containerd-env';
+import { SNAPSHOTTER, startContainerd, type TestContainerd } from '../../helpers/containerd';
 import { startSnapshotter, type SnapshotterProcess } from './snapshotter-process';
 
 export interface RemoteEnv {
@@ -103,7 +103,7 @@ export async function startRemoteEnv(name: string, opts: RemoteEnvOptions = {}):
     // Registered before containerd's, so it runs after containerd has stopped.
     cleanups.push(() => snapshotter.stop());
     const containerd = await startContainerd(path.join(work, 'containerd'), {
-      snapshotterSocket: snapOpts.address,
+      proxies: { [SNAPSHOTTER]: snapOpts.address },
       cri: opts.cri ? { plainHttpRegistries: [proxy.host, registry.host] } : undefined,
     });
     cleanups.push(() => containerd.stop());

@@ -13,7 +13,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOB_MEDIA_TYPE } from '../../../format-spec/oci-names';
-import { SNAPSHOTTER } from './containerd-env';
+import { SNAPSHOTTER } from '../../helpers/containerd';
 import { blobTraffic, registryManifest, startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout, pushPlain, type TestLayout } from './images';
 

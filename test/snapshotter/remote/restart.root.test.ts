@@ -13,7 +13,7 @@
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SNAPSHOTTER } from './containerd-env';
+import { SNAPSHOTTER } from '../../helpers/containerd';
 import { startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout, type TestLayout } from './images';
 

@@ -17,7 +17,7 @@ import type { Logger } from '../../../common/logger';
 import { startSnapshotterServer, type SnapshotterServer } from '../../../snapshotter/snapshots/server';
 import { LABEL_SNAPSHOT_REF, type Info } from '../../../snapshotter/snapshots/types';
 import { startRegistry, type TestRegistry } from '../../helpers/registry';
-import { startContainerd, type TestContainerd } from './containerd';
+import { startContainerd, type TestContainerd } from '../../helpers/containerd';
 import { execFileP, FAKE_REMOTE_LABEL, fakeRemote, type FakeRemote, mountPointsUnder } from './helpers';
 import { busyboxLayout, ociArchive, remoteLayout, type BuiltImage } from './images';
 
@@ -57,7 +57,7 @@ describe('nyd snapshotter as a containerd 1.6 proxy plugin', () => {
       logger: opLogger(ops),
       remote,
     });
-    containerd = await startContainerd(path.join(work, 'containerd'), { [SNAPSHOTTER]: server.address });
+    containerd = await startContainerd(path.join(work, 'containerd'), { proxies: { [SNAPSHOTTER]: server.address } });
     busybox = await busyboxLayout(path.join(work, 'images'));
   });
 
