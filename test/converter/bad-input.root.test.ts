@@ -112,7 +112,7 @@ describe('corrupted nyd images', () => {
 
   it('a re-sealed bootstrap with a changed chunk digest is caught as a structure mismatch', async () => {
     const dir = copy('reseal-bootstrap');
-    const layer = manifest.layers[manifest.layers.length - 1] as { digest: string; size: number };
+    const layer = manifest.layers[manifest.layers.length - 1] as { digest: string; size: number; mediaType: string };
     const tar = zlib.gunzipSync(readFileSync(blobPath(dir, layer.digest)));
     // Flip one byte of the first stored 32-byte digest (msgpack bin 8 of length 32: c4 20).
     const at = tar.indexOf(Buffer.from([0xc4, 0x20]), 512);

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nydOk, REPO } from '../helpers/cli';
-import { fixturePath, readLayoutImage } from '../helpers/umoci';
+import { fixturePath, readLayoutManifest } from '../helpers/umoci';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-opts-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -23,7 +23,7 @@ describe('nyd convert', () => {
     for (const [platform, arch] of [['linux/amd64', 'amd64'], ['linux/arm64', 'arm64']]) {
       const out = path.join(work, `multi-${arch}`);
       await nydOk(['convert', '--platform', platform as string, `oci:${fixturePath('multi')}:latest`, `oci:${out}:x`]);
-      const image = await readLayoutImage(out, 'x');
+      const image = await readLayoutManifest(out, 'x');
       expect(image.config.architecture).toBe(arch);
       const listing = (await nydOk(['inspect', '--json', `oci:${out}:x`])).stdout;
       expect(listing).toBeTruthy();
@@ -33,8 +33,8 @@ describe('nyd convert', () => {
   it('keeps the image config and writes the documented OCI representation', async () => {
     const out = path.join(work, 'repr');
     await nydOk(['convert', `oci:${fixturePath('torture')}:latest`, `oci:${out}:x`]);
-    const src = await readLayoutImage(fixturePath('torture'), 'latest');
-    const dst = await readLayoutImage(out, 'x');
+    const src = await readLayoutManifest(fixturePath('torture'), 'latest');
+    const dst = await readLayoutManifest(out, 'x');
     expect(dst.config.config).toEqual(src.config.config);
     expect(dst.config.architecture).toBe(src.config.architecture);
     const layers = dst.manifest.layers;

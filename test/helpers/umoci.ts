@@ -89,6 +89,23 @@ export async function readLayoutImage(layoutDir: string, tag: string): Promise<L
   return { top, manifest, config };
 }
 
+/** A single-platform image of a layout: manifest with config and layers, and the config. */
+export interface LayoutManifestImage {
+  top: Descriptor;
+  manifest: { mediaType?: string; config: Descriptor; layers: Descriptor[] };
+  config: NonNullable<LayoutImage['config']>;
+}
+
+/** readLayoutImage() for a tag that must name a manifest (not an index). */
+export async function readLayoutManifest(layoutDir: string, tag: string): Promise<LayoutManifestImage> {
+  const image = await readLayoutImage(layoutDir, tag);
+  const { config: configDesc, layers } = image.manifest;
+  if (configDesc === undefined || layers === undefined || image.config === undefined) {
+    throw new Error(`${layoutDir}:${tag} is not an image manifest`);
+  }
+  return { top: image.top, manifest: { mediaType: image.manifest.mediaType, config: configDesc, layers }, config: image.config };
+}
+
 async function run(cmd: string, args: string[]): Promise<void> {
   try {
     await execFileP(cmd, args, { maxBuffer: 64 << 20 });

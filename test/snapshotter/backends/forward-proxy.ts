@@ -68,7 +68,7 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
       return;
     }
     if (state.mode === 'hang') return;
-    const headers = { ...req.headers, host: url.host };
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: url.host };
     delete headers['proxy-connection'];
     const up = httpRequest({ host: url.hostname, port: url.port || 80, method: req.method, path: url.pathname + url.search, headers }, (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);

@@ -157,7 +157,7 @@ describe('NydRemoteHandler with the lazy engine', () => {
       const recordFile = path.join(boot.fsDir, IMAGE_RECORD_FILE);
       const record = JSON.parse(await readFile(recordFile, 'utf8')) as { pinned: string };
       await writeFile(recordFile, JSON.stringify({ ...record, pinned: record.pinned.replace(registry.host, proxy.host) }));
-      const mounting = handler.lowerDir(boot).then(
+      const mounting = Promise.resolve(handler.lowerDir(boot)).then(
         (v) => v,
         (err: unknown) => err,
       );
