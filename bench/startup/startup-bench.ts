@@ -90,6 +90,8 @@ export interface StartupBenchResult {
   profiles: NetworkProfile[];
   images: StartupImage[];
   cases: StartupCase[];
+  /** Starts that failed on containerd's connection to the snapshotter and were run again. */
+  retried: string[];
 }
 
 const TAG: Record<StartMode, string> = { overlayfs: 'oci', nyd: 'nyd', 'nyd-prefetch': 'nyd-prefetch' };
@@ -207,10 +209,25 @@ export async function startupBench(opts: StartupBenchOptions): Promise<StartupBe
         await waitForProxySnapshotter(containerd as BenchContainerd);
       },
     };
+    // containerd sometimes loses its connection to a freshly restarted proxy
+    // snapshotter; such a start is retried once (and counted in the report).
+    const retryOnce = async (what: string, start: () => Promise<StartSample>): Promise<StartSample> => {
+      try {
+        return await start();
+      } catch (err) {
+        const message = (err as Error).message;
+        if (!/connection error|code = Unavailable|: unavailable/.test(message)) throw err;
+        retried.push(`${what}: ${message.slice(-300)}`);
+        opts.log(`startup: ${what} failed, retrying once: ${message}\nnyd snapshotter log (last lines):\n${current().logs().split('\n').slice(-10).join('\n')}`);
+        await waitForProxySnapshotter(containerd as BenchContainerd);
+        return start();
+      }
+    };
     const current = () => {
       if (!snapshotter) throw new Error('nyd snapshotter is not running');
       return snapshotter;
     };
+    const retried: string[] = [];
     const images: StartupImage[] = [];
     for (const image of opts.images) {
       opts.signal?.throwIfAborted();
@@ -227,9 +244,10 @@ export async function startupBench(opts: StartupBenchOptions): Promise<StartupBe
             for (const mode of START_MODES) {
               opts.signal?.throwIfAborted();
               const ref = `${endpoint.host}/bench/${image.name}:${TAG[mode]}`;
-              const cold = await coldStart(env, mode, ref);
+              const what = `${profile.name} ${image.name} ${mode} run ${run}`;
+              const cold = await retryOnce(`${what} cold`, () => coldStart(env, mode, ref));
               checkOutput(image, mode, 'cold', cold);
-              const warm = await timedStart(env, mode, ref);
+              const warm = await retryOnce(`${what} warm`, () => timedStart(env, mode, ref));
               checkOutput(image, mode, 'warm', warm);
               samples.get(mode)?.cold.push(cold);
               samples.get(mode)?.warm.push(warm);
@@ -246,7 +264,11 @@ export async function startupBench(opts: StartupBenchOptions): Promise<StartupBe
         await endpoint.close();
       }
     }
-    return { date: new Date().toISOString(), runs: opts.runs, cores: os.cpus().length, profiles: [...opts.profiles], images, cases };
+    return { date: new Date().toISOString(), runs: opts.runs, cores: os.cpus().length, profiles: [...opts.profiles], images, cases, retried };
+  } catch (err) {
+    opts.log(`startup: failed; nyd snapshotter log (last lines):\n${(snapshotter?.logs() ?? '').split('\n').slice(-15).join('\n')}`);
+    opts.log(`startup: containerd log (last lines):\n${(containerd?.logs() ?? '').split('\n').slice(-15).join('\n')}`);
+    throw err;
   } finally {
     if (containerd) {
       await removeAllContainers(containerd).catch((err: unknown) => opts.log(`startup: cleanup: ${(err as Error).message}`));

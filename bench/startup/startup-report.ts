@@ -48,6 +48,9 @@ export function startupReport(r: StartupBenchResult): string {
       `that mode pulls. All in one run on ${r.cores} cores, ${r.date.slice(0, 10)}. The registry is Debian's docker-registry on ` +
       'loopback; a profile puts a delaying TCP proxy (RTT) and an HTB class on its port (rate) in front of it (bench/netem).',
     '',
+    ...(r.retried.length > 0
+      ? [`${r.retried.length} start(s) failed on containerd's connection to the restarted snapshotter and were run again: ${r.retried.map((x) => x.split(':')[0]).join('; ')}.`, '']
+      : []),
     '### Images',
     '',
     '| image | layers | OCI (gzip) MB | nyd MB | nyd + prefetch list MB | files in the prefetch list | workload prints |',
