@@ -5,9 +5,14 @@
  * This is the FUSE edge, the only place where errors become errno values:
  * a failed chunk read (DataCorrupt, Unavailable, Timeout, anything) is
  * logged with its full details and answered with EIO for that read only.
- * File handles are inode index + 1; no per-open state exists, so concurrent
- * reads of one file need no coordination here (the ChunkReader shares
- * fetches of the same unit).
+ * File handles are inode index + 1 and there is no other per-open state,
+ * so opendir, release, releasedir and flush are deliberately not
+ * implemented: libfuse answers opendir/release/releasedir itself and the
+ * kernel stops sending FLUSH after its first ENOSYS, so closing a file or
+ * listing a directory costs no extra round trip into JavaScript. open stays,
+ * to refuse writing even on a mount without the kernel's read-only flag.
+ * Concurrent reads of one file need no coordination here (the ChunkReader
+ * shares fetches of the same unit).
  *
  * Every READ of a regular file is reported to the optional access recorder
  * (access-log.ts) before its chunks are fetched; the recorder keeps only the
@@ -32,6 +37,7 @@ export interface ImageOpsOptions {
   /** Told of every READ of a regular file (the access pattern); none by default. */
   accessLog?: AccessRecorder;
 }
+
 
 const WRITE_FLAGS = constants.O_WRONLY | constants.O_RDWR | constants.O_TRUNC | constants.O_APPEND | constants.O_CREAT;
 
@@ -86,18 +92,13 @@ export class ImageOps implements FuseOps {
     return inode.type === InodeType.Symlink ? (inode.target ?? '') : Errno.EINVAL;
   }
 
+  /** Refuses writing (also when the kernel's read-only flag is off); the handle is the inode index + 1. */
   open(path: string, flags: number): number {
     const index = this.paths.resolve(path);
     if (index < 0) return index;
     if ((flags & WRITE_FLAGS) !== 0) return Errno.EROFS;
     if (this.inodes[index].type === InodeType.Dir) return Errno.EISDIR;
     return index + 1;
-  }
-
-  opendir(path: string): number {
-    const index = this.paths.resolve(path);
-    if (index < 0) return index;
-    return this.inodes[index].type === InodeType.Dir ? index + 1 : Errno.ENOTDIR;
   }
 
   async read(path: string, fh: number, buf: Buffer, position: number): Promise<number> {
@@ -130,18 +131,6 @@ export class ImageOps implements FuseOps {
       this.logger.error({ err, code: codeOf(err), path, ino: index + 1, offset: position, length: want }, 'read failed');
       return Errno.EIO;
     }
-  }
-
-  release(): 0 {
-    return 0;
-  }
-
-  releasedir(): 0 {
-    return 0;
-  }
-
-  flush(): 0 {
-    return 0;
   }
 
   fsync(): 0 {
