@@ -169,14 +169,21 @@ function summarizeCase(image: StartupImage, profile: string, samples: Map<StartM
 /** How long containerd may take to reach a restarted proxy snapshotter (its gRPC dial backs off). */
 const RECONNECT_TIMEOUT_MS = 30_000;
 
-/** Waits until containerd answers a call that goes through nyd's snapshotter. */
+/**
+ * Waits until containerd answers a call that reaches nyd's snapshotter: a
+ * Prepare and a Remove of a throwaway snapshot (listing would not do:
+ * containerd lists snapshots from its own metadata).
+ */
 async function waitForProxySnapshotter(containerd: BenchContainerd): Promise<void> {
   const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
+  const key = `nydbench-probe-${process.pid}`;
   for (;;) {
     try {
-      await containerd.ctr('snapshots', '--snapshotter', 'nyd', 'ls');
+      await containerd.ctr('snapshots', '--snapshotter', 'nyd', 'prepare', key);
+      await containerd.ctr('snapshots', '--snapshotter', 'nyd', 'rm', key);
       return;
     } catch (err) {
+      await containerd.ctr('snapshots', '--snapshotter', 'nyd', 'rm', key).catch(() => undefined);
       if (Date.now() > deadline) throw new Error(`containerd did not reach the restarted nyd snapshotter: ${(err as Error).message}`);
       await new Promise((r) => setTimeout(r, 200));
     }
