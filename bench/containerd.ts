@@ -8,17 +8,17 @@
  * the containerd process it started, by pid, and waits for it to exit. The
  * directory is left for the caller to remove.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { spawnBenchProcess } from './child-process';
 
 const execFileP = promisify(execFile);
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 const COMMAND_TIMEOUT_MS = 30 * 60_000;
-const LOG_LIMIT_CHARS = 64 * 1024;
 export const BENCH_NAMESPACE = 'nydbench';
 
 export interface BenchContainerd {
@@ -82,45 +82,29 @@ export async function startBenchContainerd(dir: string, opts: BenchContainerdOpt
   const address = path.join(dir, 'containerd.sock');
   const config = path.join(dir, 'config.toml');
   await fs.writeFile(config, configToml(dir, address, opts));
-  let log = '';
-  const child: ChildProcess = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (d: Buffer) => {
-    log = (log + d.toString()).slice(-LOG_LIMIT_CHARS);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const running = () => child.exitCode === null && child.signalCode === null;
+  const proc = spawnBenchProcess('containerd', ['--config', config], { graceMs: STOP_GRACE_MS });
   const ctrArgs = ['-a', address, '-n', BENCH_NAMESPACE];
-
-  const stop = async (): Promise<void> => {
-    if (!running() || child.pid === undefined) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-    await exited;
-    clearTimeout(timer);
-  };
 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    const failed = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(() => r(undefined), 200))]);
+    await new Promise((r) => setTimeout(r, 200));
+    const failed = proc.spawnError();
     if (failed) throw new Error(`containerd could not start: ${failed.message}`);
-    if (!running()) throw new Error(`containerd exited during start-up:\n${log}`);
+    if (!proc.running()) throw new Error(`containerd exited during start-up:\n${proc.logs()}`);
     const ok = await runTool('ctr', ['--connect-timeout', '2s', ...ctrArgs, 'version']).then(() => true, () => false);
     if (ok) break;
     if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`containerd not ready within ${READY_TIMEOUT_MS} ms:\n${log}`);
+      await proc.stop();
+      throw new Error(`containerd not ready within ${READY_TIMEOUT_MS} ms:\n${proc.logs()}`);
     }
   }
   return {
     address,
-    pid: child.pid as number,
+    pid: proc.pid as number,
     ctrArgs,
     ctr: (...args: string[]) => runTool('ctr', [...ctrArgs, ...args]),
-    logs: () => log,
-    stop,
+    logs: () => proc.logs(),
+    stop: () => proc.stop(),
   };
 }
 

@@ -5,17 +5,16 @@
  * (SIGTERM, SIGKILL after a grace period) and leaves DIR to the caller. pushBlob() uploads one blob
  * in a single PUT (monolithic upload).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { spawnBenchProcess } from './child-process';
 
 export const BENCH_HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 5_000;
-const LOG_LIMIT_CHARS = 32 * 1024;
 
 export interface BenchRegistry {
   readonly port: number;
@@ -109,43 +108,20 @@ export async function startBenchRegistry(dir: string): Promise<BenchRegistry> {
       '',
     ].join('\n'),
   );
-  let log = '';
   const served: ServedCounters = { bytes: 0, requests: 0, blobBytes: 0, blobRequests: 0 };
-  const partial = { stdout: '', stderr: '' };
-  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lineReader = (stream: 'stdout' | 'stderr') => (d: Buffer) => {
-    const text = partial[stream] + d.toString();
-    const lines = text.split('\n');
-    partial[stream] = lines.pop() ?? '';
-    for (const line of lines) countAccessLine(served, line);
-    log = (log + d.toString()).slice(-LOG_LIMIT_CHARS);
-  };
-  child.stdout?.on('data', lineReader('stdout'));
-  child.stderr?.on('data', lineReader('stderr'));
-  let spawnError: Error | undefined;
-  child.once('error', (err) => (spawnError = err));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const running = () => child.exitCode === null && child.signalCode === null && !spawnError;
-  const stop = async () => {
-    if (running()) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-      await exited;
-      clearTimeout(timer);
-    }
-  };
+  const proc = spawnBenchProcess('docker-registry', ['serve', config], { graceMs: STOP_GRACE_MS, onLine: (line) => countAccessLine(served, line) });
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    if (!running()) throw new Error(`docker-registry did not start: ${spawnError?.message ?? log}`);
+    if (!proc.running()) throw new Error(`docker-registry did not start: ${proc.spawnError()?.message ?? proc.logs()}`);
     const status = await httpCall(`http://${BENCH_HOST}:${port}/v2/`, 'GET').then((r) => r.status, () => 0);
     if (status === 200) break;
     if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`docker-registry not ready within ${READY_TIMEOUT_MS} ms:\n${log}`);
+      await proc.stop();
+      throw new Error(`docker-registry not ready within ${READY_TIMEOUT_MS} ms:\n${proc.logs()}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { port, host: `${BENCH_HOST}:${port}`, served: () => ({ ...served }), logs: () => log, stop };
+  return { port, host: `${BENCH_HOST}:${port}`, served: () => ({ ...served }), logs: () => proc.logs(), stop: () => proc.stop() };
 }
 
 /** Uploads `data` to repository `repo` (POST, then one PUT); returns its digest. */

@@ -9,13 +9,12 @@
  * process (by pid; SIGKILL after STOP_GRACE_MS) and waits for it to exit.
  * The process unmounts its images on SIGTERM.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { spawnBenchProcess } from '../child-process';
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 30_000;
-const LOG_LIMIT_CHARS = 64 * 1024;
 
 export interface BenchSnapshotterOptions {
   /** The repository (bin/nyd is started from it). */
@@ -59,42 +58,23 @@ export async function startBenchSnapshotter(o: BenchSnapshotterOptions): Promise
   await fs.mkdir(o.root, { recursive: true });
   const config = path.join(path.dirname(o.root), `${path.basename(o.root)}.toml`);
   await fs.writeFile(config, configToml(o));
-  let log = '';
-  const child: ChildProcess = spawn(process.execPath, [path.join(o.repo, 'bin', 'nyd'), 'snapshotter', '--config', config], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+  let ready = false;
+  const proc = spawnBenchProcess(process.execPath, [path.join(o.repo, 'bin', 'nyd'), 'snapshotter', '--config', config], {
+    graceMs: STOP_GRACE_MS,
+    onLine: (line) => (ready ||= line.includes('"msg":"ready"')),
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const running = () => child.exitCode === null && child.signalCode === null;
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`nyd snapshotter not ready within ${READY_TIMEOUT_MS} ms:\n${log}`)), READY_TIMEOUT_MS);
-    child.stderr?.on('data', (d: Buffer) => {
-      log = (log + d.toString()).slice(-LOG_LIMIT_CHARS);
-      if (log.includes('"msg":"ready"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`nyd snapshotter could not start: ${err.message}`));
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`nyd snapshotter exited during start-up:\n${log}`));
-    });
-  });
-  const stop = async (): Promise<void> => {
-    if (!running()) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-    await exited;
-    clearTimeout(timer);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  const fail = async (problem: string): Promise<never> => {
+    await proc.stop();
+    throw new Error(`nyd snapshotter ${problem}:\n${proc.logs()}`);
   };
-  try {
-    await ready;
-  } catch (err) {
-    await stop();
-    throw err;
+  while (!ready) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (ready) break;
+    const failure = proc.spawnError();
+    if (failure) await fail(`could not start: ${failure.message}`);
+    if (!proc.running()) await fail('exited during start-up');
+    if (Date.now() > deadline) await fail(`not ready within ${READY_TIMEOUT_MS} ms`);
   }
-  return { pid: child.pid as number, mountsDir: path.join(o.root, 'mounts'), logs: () => log, stop };
+  return { pid: proc.pid as number, mountsDir: path.join(o.root, 'mounts'), logs: () => proc.logs(), stop: () => proc.stop() };
 }
