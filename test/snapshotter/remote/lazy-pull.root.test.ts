@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOB_MEDIA_TYPE } from '../../../format-spec/oci-names';
 import { SNAPSHOTTER } from '../../helpers/containerd';
+import { until } from '../../helpers/until';
 import { blobTraffic, registryManifest, startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout, pushPlain, type TestLayout } from './images';
 
@@ -34,16 +35,6 @@ async function mountinfo(): Promise<{ point: string; type: string; options: stri
       const sep = f.indexOf('-');
       return { point: f[4] as string, type: f[sep + 1] as string, options: f[sep + 3] as string };
     });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('lazy pull of nyd images through containerd 1.6 (ctr-remote rpull)', () => {
@@ -119,7 +110,7 @@ describe('lazy pull of nyd images through containerd 1.6 (ctr-remote rpull)', ()
     const status = await until('a status with the fetched bytes', async () => {
       const s = (await env.snapshotter().statuses()).find((x) => x.manifest === manifestDigest);
       return s !== undefined && s.stats.fetchBytes === traffic.rangeBytes ? s : undefined;
-    });
+    }, 10_000);
     expect(status.blobBytes).toBe(blobBytes);
     expect(status.state).toBe('mounted');
     expect(status.mountpoint).toBe(path.join(env.snapRoot, 'mounts', manifestDigest.slice('sha256:'.length)));

@@ -14,21 +14,12 @@ import { readdir, readFile, readlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SNAPSHOTTER } from '../../helpers/containerd';
+import { until } from '../../helpers/until';
 import { startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout, type TestLayout } from './images';
 
 const REPO = 'nyd/restart';
 const RECONNECT_TIMEOUT_MS = 20_000;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function fuseMountsUnder(dir: string): Promise<string[]> {
   return (await readFile('/proc/self/mountinfo', 'utf8'))
@@ -83,7 +74,7 @@ describe('snapshotter SIGKILL and restart with nyd images', () => {
     const root = `/proc/${pid}/root`;
     // runc execs the command after `ctr run -d` returns: wait until sleep runs,
     // and keep busybox's pages in memory (a page fault on a dead mount kills the process).
-    await until('the container command to run', async () => ((await readlink(`/proc/${pid}/exe`).catch(() => '')) === '/bin/busybox' ? true : undefined));
+    await until('the container command to run', async () => ((await readlink(`/proc/${pid}/exe`).catch(() => '')) === '/bin/busybox' ? true : undefined), 15_000);
     expect((await readFile(`${root}/bin/busybox`)).length).toBeGreaterThan(0);
     expect(await readFile(`${root}/etc/greeting`, 'utf8')).toBe(`${GREETING}\n`);
     const snapshotsBefore = await containerd.ctr('snapshots', '--snapshotter', SNAPSHOTTER, 'ls');
