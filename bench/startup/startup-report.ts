@@ -4,6 +4,7 @@
  * a short summary for the terminal.
  */
 import { barChartSvg } from '../chart';
+import { median } from '../measure';
 import type { NetworkProfile } from '../netem/profiles';
 import type { ModeResult, StartupBenchResult, StartupCase } from './startup-bench';
 import type { StartMode } from './start-run';
@@ -28,8 +29,8 @@ const mb = (n: number) => (n / 1e6).toFixed(1);
 const s2 = (n: number) => n.toFixed(2);
 
 function modeRow(c: StartupCase, m: ModeResult): string {
-  const pull = m.cold.map((x) => x.pullSeconds).sort((a, b) => a - b)[Math.floor(m.cold.length / 2)] ?? NaN;
-  const run = m.cold.map((x) => x.runSeconds).sort((a, b) => a - b)[Math.floor(m.cold.length / 2)] ?? NaN;
+  const pull = median(m.cold.map((x) => x.pullSeconds));
+  const run = median(m.cold.map((x) => x.runSeconds));
   const ratio = m.mode === 'overlayfs' ? '1' : `**${s2(m.coldRatio)}**`;
   const warmRatio = m.mode === 'overlayfs' ? '1' : s2(m.warmRatio);
   const pct = ((100 * m.coldFetchedBytes) / m.imageBytes).toFixed(1);
