@@ -50,8 +50,10 @@ export function createNydRemoteHandler(opts: NydRemoteOptions): NydRemoteHandler
   const root = path.resolve(opts.root);
   const fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   const { transportFor } = opts;
-  const ownAccess = transportFor ? undefined : new RegistryAccess(opts.transport ?? {}, logger, opts.plainHttpLoopback ?? true);
-  const access: TransportResolver = ownAccess ?? { transportFor: (domain) => (transportFor as NonNullable<typeof transportFor>)(domain) };
+  let ownAccess: RegistryAccess | undefined;
+  const access: TransportResolver = transportFor
+    ? { transportFor }
+    : (ownAccess = new RegistryAccess(opts.transport ?? {}, logger, opts.plainHttpLoopback ?? true));
   const opener = new ImageOpener({ access, fetchTimeoutMs: opts.fetchTimeoutMs, fetchRetries: opts.fetchRetries, logger });
   const cache = new DiskBlobCache({ root: path.resolve(opts.cacheDir), maxBytes: opts.cacheBytes, logger });
   let pool: ZstdPool | undefined;
