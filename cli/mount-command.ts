@@ -1,6 +1,6 @@
 /**
  * `nyd mount IMAGE MOUNTPOINT`: wiring only (flags, daemon, signals, status
- * socket); the mechanism is snapshotter/lazy.
+ * socket); the mechanism is engine/mount.
  *
  * Without --foreground the command starts itself again, detached (new
  * session), with --foreground and a readiness pipe on fd 3 (NYD_READY_FD),
@@ -18,11 +18,11 @@ import { codeOf, exitStatusOf, NydError } from '../common/errors';
 import { createZstdPool } from '../native/zstd-pool';
 import { parsePlatform } from '../oci/platform';
 import { parseReference } from '../oci/reference';
-import { DiskBlobCache } from '../snapshotter/cache/disk-cache';
-import { isMountPoint, mountLazyImage } from '../snapshotter/lazy/mount';
-import { openRemoteImage } from '../snapshotter/lazy/open-remote';
-import { StatusServer } from '../snapshotter/lazy/status-server';
-import type { LazyMount, PrefetchMode } from '../snapshotter/lazy/types';
+import { DiskBlobCache } from '../engine/cache/disk-cache';
+import { isMountPoint, mountLazyImage } from '../engine/mount/mount';
+import { openRemoteImage } from '../engine/mount/open-remote';
+import { StatusServer } from '../engine/mount/status-server';
+import type { LazyMount, PrefetchMode } from '../engine/mount/types';
 import type { CommandIO } from './main';
 import { mountSettings, type MountSettings } from './mount-options';
 import { loggerFor } from './options';

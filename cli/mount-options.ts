@@ -4,12 +4,12 @@
 import path from 'node:path';
 import { invalidArgument } from '../common/errors';
 import type { TransportOptions } from '../oci/types';
-import { DEFAULT_DISK_CACHE_MAX_BYTES } from '../snapshotter/cache/disk-cache';
-import { DEFAULT_AMPLIFY_BYTES } from '../snapshotter/reader/chunk-reader';
-import { DEFAULT_CACHE_TIMEOUT } from '../snapshotter/fs/image-fs';
-import { PREFETCH_MODES } from '../snapshotter/lazy/prefetch';
-import { DEFAULT_FETCH_RETRIES, DEFAULT_FETCH_TIMEOUT_MS } from '../snapshotter/lazy/registry-backend';
-import { canonicalMountpoint, DEFAULT_STATUS_DIR, mountKeyPath, statusSocketPath } from '../snapshotter/lazy/status-server';
+import { DEFAULT_DISK_CACHE_MAX_BYTES } from '../engine/cache/disk-cache';
+import { DEFAULT_AMPLIFY_BYTES } from '../engine/reader/chunk-reader';
+import { DEFAULT_CACHE_TIMEOUT } from '../engine/fs/image-fs';
+import { PREFETCH_MODES } from '../engine/mount/prefetch';
+import { DEFAULT_FETCH_RETRIES, DEFAULT_FETCH_TIMEOUT_MS } from '../engine/mount/registry-backend';
+import { canonicalMountpoint, DEFAULT_STATUS_DIR, mountKeyPath, statusSocketPath } from '../engine/mount/status-server';
 import { parse, parseSize, TRANSPORT_OPTIONS, transportOptions } from './options';
 
 export const DEFAULT_CACHE_DIR = '/var/lib/nyd/cache';

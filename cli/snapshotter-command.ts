@@ -13,7 +13,7 @@
  */
 import { invalidArgument } from '../common/errors';
 import { createLogger, type Logger } from '../common/logger';
-import { BackendChain } from '../snapshotter/backends/chain';
+import { BackendChain } from '../engine/backends/chain';
 import { loadConfig } from '../snapshotter/config/load';
 import { DEFAULT_CONFIG_PATH, type SnapshotterConfig } from '../snapshotter/config/types';
 import { startMetricsServer, type MetricsServer } from '../snapshotter/metrics/server';

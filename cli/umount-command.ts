@@ -1,6 +1,6 @@
 /**
  * `nyd umount MOUNTPOINT` and `nyd status MOUNTPOINT`: talk to the serving
- * process over its status socket (snapshotter/lazy/status-server.ts).
+ * process over its status socket (engine/mount/status-server.ts).
  *
  * umount asks the server to shut down (it unmounts, flushes the cache and
  * answers), then waits for the process to exit. When no server answers, a
@@ -12,10 +12,10 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { codeOf, ErrorCode, failedPrecondition, invalidArgument, notFound, NydError, timeout } from '../common/errors';
 import { forceUnmount, isStaleMount } from '../native/fuse';
-import { pidAlive } from '../snapshotter/cache/leases';
-import { prefetchListOf, type AccessPattern } from '../snapshotter/fs/access-log';
-import { mountTypeAt } from '../snapshotter/lazy/mount';
-import { canonicalMountpoint, DEFAULT_STATUS_DIR, requestStatus, statusSocketPath } from '../snapshotter/lazy/status-server';
+import { pidAlive } from '../engine/cache/leases';
+import { prefetchListOf, type AccessPattern } from '../engine/fs/access-log';
+import { mountTypeAt } from '../engine/mount/mount';
+import { canonicalMountpoint, DEFAULT_STATUS_DIR, requestStatus, statusSocketPath } from '../engine/mount/status-server';
 import type { CommandIO } from './main';
 import { parseSeconds } from './mount-options';
 import { parse } from './options';

@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { type AccessPattern, prefetchListOf } from '../../snapshotter/fs/access-log';
+import { type AccessPattern, prefetchListOf } from '../../engine/fs/access-log';
 import type { BenchSnapshotter } from './bench-snapshotter';
 import { type StartEnv, coldStart } from './start-run';
 

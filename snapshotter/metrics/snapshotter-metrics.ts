@@ -26,9 +26,9 @@
  * - watchSources(fn): source up/down states read at each scrape.
  */
 import type { OpObserver } from '../snapshots/grpc-service';
-import { LATENCY_BUCKETS_MS } from '../reader/latency';
-import type { MountStats } from '../types';
-import type { SourceObserver } from '../backends/types';
+import { LATENCY_BUCKETS_MS } from '../../engine/reader/latency';
+import type { MountStats } from '../../engine/types';
+import type { SourceObserver } from '../../engine/backends/types';
 import { type Counter, type Gauge, type Histogram, MetricsRegistry } from './registry';
 
 /** Buckets of nyd_snapshot_op_seconds (a Prepare of a remote layer mounts: seconds). */

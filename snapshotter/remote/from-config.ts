@@ -8,7 +8,7 @@
 import type { Logger } from '../../common/logger';
 import type { TransportOptions } from '../../oci/types';
 import type { SnapshotterConfig } from '../config/types';
-import type { BlobBackend, MountStats } from '../types';
+import type { BlobBackend, MountStats } from '../../engine/types';
 import { createNydRemoteHandler } from './create-handler';
 import type { ImageLocation, NydRemoteHandler } from './types';
 

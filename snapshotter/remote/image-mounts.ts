@@ -25,9 +25,9 @@ import * as path from 'node:path';
 import { failedPrecondition, wrap } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { forceUnmount, isStaleMount } from '../../native/fuse';
-import { isMountPoint } from '../lazy/mount';
-import type { RemoteImage } from '../lazy/open-remote';
-import type { LazyMount } from '../lazy/types';
+import { isMountPoint } from '../../engine/mount/mount';
+import type { RemoteImage } from '../../engine/mount/open-remote';
+import type { LazyMount } from '../../engine/mount/types';
 import { DEFAULT_STATUS_INTERVAL_MS, MAX_PARKED_IMAGES, PARKED_IDLE_MS, STATUS_FILE_SUFFIX, type ImageMountStatus, type ImageRecord } from './types';
 
 /** Most mounts stacked on one mount directory that recover() detaches. */

@@ -1,6 +1,6 @@
 /**
  * Opening the image of a nyd layer from its registry: its manifest and its
- * bootstrap (snapshotter/lazy, openRemoteImage), nothing else.
+ * bootstrap (engine/mount, openRemoteImage), nothing else.
  *
  * - At pull time (openForLayer) the image is named by containerd's labels:
  *   by manifest digest when given (CRI), else by the pulled reference
@@ -14,7 +14,7 @@
 import { dataCorrupt, failedPrecondition, invalidArgument } from '../../common/errors';
 import { nullLogger, type Logger } from '../../common/logger';
 import { formatReference, parseReference } from '../../oci/reference';
-import { openRemoteImage, type RemoteImage } from '../lazy/open-remote';
+import { openRemoteImage, type RemoteImage } from '../../engine/mount/open-remote';
 import { registryError, type TransportResolver } from './registry-access';
 import type { ImageRecord, NydLayerLabels, RegistryRef } from './types';
 

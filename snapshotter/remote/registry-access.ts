@@ -12,7 +12,7 @@
 import { wrap } from '../../common/errors';
 import { nullLogger, type Logger } from '../../common/logger';
 import type { TransportOptions } from '../../oci/types';
-import { RegistrySchemes } from '../backends/scheme';
+import { RegistrySchemes } from '../../engine/backends/scheme';
 
 /** Decides the TransportOptions for a registry (RegistryAccess, or the snapshotter's own scheme logic). */
 export interface TransportResolver {

@@ -1,7 +1,7 @@
 /**
  * nyd's remote layers under containerd: the contract between the snapshot
  * store (snapshotter/snapshots, its RemoteLayerHandler hook) and the lazy
- * engine (snapshotter/lazy).
+ * engine (engine/mount).
  *
  * Terms
  * - nyd layer: a layer whose Prepare carries the layer annotation
@@ -63,9 +63,9 @@
  */
 import type { Logger } from '../../common/logger';
 import type { Descriptor, TransportOptions } from '../../oci/types';
-import type { LazyMountStatus, PrefetchMode } from '../lazy/types';
+import type { LazyMountStatus, PrefetchMode } from '../../engine/mount/types';
 import type { RemoteLayerHandler } from '../snapshots/types';
-import type { BlobBackend, MountStats } from '../types';
+import type { BlobBackend, MountStats } from '../../engine/types';
 
 /** File in a bootstrap snapshot's own directory holding its ImageRecord. */
 export const IMAGE_RECORD_FILE = '.nyd-image.json';

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { codeOf, ErrorCode } from '../../../common/errors';
-import { LatencyHistogram } from '../../../snapshotter/reader/latency';
+import { LatencyHistogram } from '../../../engine/reader/latency';
 import { DROPPED_METRIC, MAX_SERIES_PER_METRIC, MetricsRegistry } from '../../../snapshotter/metrics/registry';
 import { METRICS_CONTENT_TYPE, startMetricsServer, type MetricsServer } from '../../../snapshotter/metrics/server';
 import { READ_LATENCY_BUCKETS_S, SnapshotterMetrics } from '../../../snapshotter/metrics/snapshotter-metrics';
-import type { MountStats } from '../../../snapshotter/types';
+import type { MountStats } from '../../../engine/types';
 import { parseExposition, sampleValue } from './exposition';
 
 const servers: MetricsServer[] = [];

@@ -2,7 +2,7 @@
  * The scheme nyd speaks to a registry, as containerd's resolver decides it:
  * loopback registries fall back from HTTPS to plain HTTP, others need to be
  * listed (the rule itself: backends/scheme.ts, tested in
- * test/snapshotter/backends). Probed against real docker-registries (plain
+ * test/engine/backends). Probed against real docker-registries (plain
  * HTTP, and TLS with basic auth, whose 401 over HTTPS must keep HTTPS).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
