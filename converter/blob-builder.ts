@@ -24,6 +24,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BATCH_THRESHOLD, BATCH_UNIT_SIZE, FORMAT_VERSION } from '../format-spec/limits';
 import type { BlobToc, ChunkRef, TocChunk, UnitEntry } from '../format-spec/types';
+import { tocAddresses } from '../format-spec/address-space';
 import { blobTail } from '../format-spec/blob';
 import type { ZstdPool } from '../native/types';
 
@@ -123,6 +124,8 @@ export interface BuiltBlob {
   digest: string;
   size: number;
   usize: number;
+  /** Size of the blob's uncompressed address space (SPEC.md). */
+  uspace: number;
   units: number;
   chunks: number;
 }
@@ -159,7 +162,7 @@ export class BlobBuilder {
   /** Store a chunk not seen before in this image; the returned ref is final after finish(). */
   async add(data: Buffer, digest: Uint8Array, section: Section): Promise<ChunkRef> {
     if (this.failure) throw this.failure;
-    const ref: ChunkRef = { blob: this.opts.blobIndex, cuOffset: -1, cuSize: 0, cuUsize: 0, offset: 0, size: data.length, digest };
+    const ref: ChunkRef = { blob: this.opts.blobIndex, cuOffset: -1, cuSize: 0, cuUsize: 0, offset: 0, size: data.length, digest, uoffset: -1 };
     const writer = this.sections[section];
     writer.add(data, ref, digest, (unit, refs, digests) => this.submit(writer, unit, refs, digests));
     await this.drain(this.maxInFlight);
@@ -194,14 +197,21 @@ export class BlobBuilder {
 
     const units: UnitEntry[] = [];
     const chunks: TocChunk[] = [];
+    const refs: ChunkRef[] = [];
     for (const [writer, base] of [[pre, 0], [main, pre.offset]] as const) {
       const unitBase = units.length;
       for (const unit of writer.units) {
         units.push({ ...unit.entry, offset: unit.entry.offset + base });
-        for (const ref of unit.refs) ref.cuOffset += base;
+        for (const ref of unit.refs) {
+          ref.cuOffset += base;
+          refs.push(ref);
+        }
       }
       for (const chunk of writer.chunks) chunks.push({ ...chunk, unit: chunk.unit + unitBase });
     }
+    // refs and chunks are both in TOC order: unit by unit, each unit's chunks by offset.
+    const { uoffsets, uspace } = tocAddresses(chunks);
+    refs.forEach((ref, k) => (ref.uoffset = uoffsets[k]));
     const toc: BlobToc = { version: FORMAT_VERSION, chunkSize: this.opts.chunkSize, units, chunks };
     const tocOffset = pre.offset + main.offset;
     const tail = blobTail(toc, tocOffset);
@@ -231,6 +241,7 @@ export class BlobBuilder {
       digest: `sha256:${hash.digest('hex')}`,
       size: tocOffset + tail.length,
       usize: this.usize,
+      uspace,
       units: units.length,
       chunks: chunks.length,
     };

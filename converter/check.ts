@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { codeOf } from '../common/errors';
+import { tocAddresses } from '../format-spec/address-space';
 import { verifyBlob } from '../format-spec/blob';
 import { MAX_BOOTSTRAP_SIZE } from '../format-spec/limits';
 import { walk } from '../format-spec/tree';
@@ -68,15 +69,19 @@ export async function checkImage(source: ImageSource): Promise<CheckReport> {
     }
   }
 
-  // Every referenced chunk must be one the blob's TOC records, with the same unit, place and digest.
-  const known = tocs.map((toc) => {
+  // Every referenced chunk must be one the blob's TOC records, with the same unit, place, digest
+  // and uncompressed offset; the blob table's address space must be the TOC's.
+  const known = tocs.map((toc, b) => {
     const set = new Set<string>();
     if (!toc) return set;
-    for (const chunk of toc.chunks) {
+    const { uoffsets, uspace } = tocAddresses(toc.chunks);
+    if (bootstrap.blobs[b] && bootstrap.blobs[b].uspace !== uspace)
+      report.problems.push(`bootstrap: blob ${b} has uncompressed address space ${bootstrap.blobs[b].uspace}, its TOC gives ${uspace}`);
+    toc.chunks.forEach((chunk, k) => {
       const unit = toc.units[chunk.unit];
-      if (!unit) continue;
-      set.add(`${unit.offset}:${unit.size}:${unit.usize}:${chunk.offset}:${chunk.size}:${Buffer.from(chunk.digest).toString('hex')}`);
-    }
+      if (!unit) return;
+      set.add(`${unit.offset}:${unit.size}:${unit.usize}:${chunk.offset}:${chunk.size}:${Buffer.from(chunk.digest).toString('hex')}:${uoffsets[k]}`);
+    });
     return set;
   });
   const reported = new Set<number>();
@@ -85,7 +90,7 @@ export async function checkImage(source: ImageSource): Promise<CheckReport> {
     if (!chunks || reported.has(index)) continue;
     chunks.forEach((ref, i) => {
       if (!tocs[ref.blob]) return; // already reported as a broken blob
-      const key = `${ref.cuOffset}:${ref.cuSize}:${ref.cuUsize}:${ref.offset}:${ref.size}:${Buffer.from(ref.digest).toString('hex')}`;
+      const key = `${ref.cuOffset}:${ref.cuSize}:${ref.cuUsize}:${ref.offset}:${ref.size}:${Buffer.from(ref.digest).toString('hex')}:${ref.uoffset}`;
       if (!known[ref.blob]?.has(key)) {
         reported.add(index);
         report.problems.push(`bootstrap: file "/${path}" chunk ${i} (blob ${ref.blob}, unit at ${ref.cuOffset}) is not in the blob's table of contents`);

@@ -143,7 +143,7 @@ export async function convertManifest(deps: ConvertDeps, opts: ConvertOptions, s
       const blob = await builder.finish();
       deps.progress?.layerDone(index);
       uncompressedBytes += stats.uncompressed;
-      blobs.push({ digest: blob.digest, size: blob.size, usize: blob.usize });
+      blobs.push({ digest: blob.digest, size: blob.size, usize: blob.usize, uspace: blob.uspace });
       blobFiles.push(blob.path);
       layers.push({
         source: layerDesc.digest,

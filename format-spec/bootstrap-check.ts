@@ -34,6 +34,7 @@ export function checkBootstrap(body: unknown, version: number): Bootstrap {
     throw overLimit('bootstrap body', `${raw.length} inodes exceed MAX_INODES (${L.MAX_INODES})`);
   const inodes = raw.map((v, i) => checkInode(v, i, raw.length, chunkSize, blobs));
   checkTree(inodes);
+  checkAddressSpaces(inodes, blobs);
   const prefetch = checkPrefetch(top.get('p'), inodes);
   return { version, chunkSize, blobs, inodes, prefetch };
 }
@@ -45,16 +46,22 @@ function checkBlobs(v: unknown): BlobInfo[] {
   const seen = new Map<string, BlobInfo>();
   return raw.map((r, k) => {
     const where = `bootstrap blob ${k}`;
-    const m = fields(r, where, ['d', 's', 'u']);
+    const m = fields(r, where, ['d', 's', 'u', 'a']);
     const digest = str(m.get('d'), where, 'digest');
     if (!BLOB_DIGEST.test(digest)) throw corrupt(where, `digest ${quote(digest)} is not of the form sha256:<64 hex>`);
     const size = int(m.get('s'), where, 'size');
     if (size < L.FOOTER_SIZE) throw corrupt(where, `size ${size} is smaller than a footer (${L.FOOTER_SIZE})`);
     if (size > L.MAX_BLOB_SIZE) throw overLimit(where, `size ${size} exceeds MAX_BLOB_SIZE (${L.MAX_BLOB_SIZE})`);
     const usize = int(m.get('u'), where, 'uncompressed size');
-    const blob = { digest, size, usize };
+    const uspace = int(m.get('a'), where, 'uncompressed address space');
+    if (uspace % L.UNCOMPRESSED_ALIGN !== 0)
+      throw corrupt(where, `uncompressed address space ${uspace} is not a multiple of ${L.UNCOMPRESSED_ALIGN}`);
+    if (uspace < usize) throw corrupt(where, `uncompressed address space ${uspace} is smaller than the uncompressed size ${usize}`);
+    if (uspace > L.MAX_BLOB_USPACE)
+      throw overLimit(where, `uncompressed address space ${uspace} exceeds MAX_BLOB_USPACE (${L.MAX_BLOB_USPACE})`);
+    const blob = { digest, size, usize, uspace };
     const twin = seen.get(digest);
-    if (twin !== undefined && (twin.size !== size || twin.usize !== usize))
+    if (twin !== undefined && (twin.size !== size || twin.usize !== usize || twin.uspace !== uspace))
       throw corrupt(where, `same digest as an earlier blob but different sizes`);
     seen.set(digest, blob);
     return blob;
@@ -187,7 +194,7 @@ function checkChunks(v: unknown, where: string, size: number, chunkSize: number,
   const w = new Loc(where, 'chunk');
   for (let j = 0; j < raw.length; j++) {
     w.item = j;
-    const a = tuple(raw[j], 7, w, 'chunk ref');
+    const a = tuple(raw[j], 8, w, 'chunk ref');
     const blob = int(a[0], w, 'blob index');
     if (blob >= blobs.length) throw corrupt(`${w}`, `blob index ${blob} but there are ${blobs.length} blobs`);
     const cuOffset = int(a[1], w, 'unit offset');
@@ -206,11 +213,46 @@ function checkChunks(v: unknown, where: string, size: number, chunkSize: number,
     if (offset + csize > cuUsize)
       throw corrupt(`${w}`, `chunk [${offset}, +${csize}) ends past its unit's ${cuUsize} bytes`);
     const digest = bin(a[6], w, 'digest', L.DIGEST_SIZE);
-    out[j] = { blob, cuOffset, cuSize, cuUsize, offset, size: csize, digest };
+    const uoffset = int(a[7], w, 'uncompressed offset');
+    if (uoffset % L.UNCOMPRESSED_ALIGN !== 0)
+      throw corrupt(`${w}`, `uncompressed offset ${uoffset} is not a multiple of ${L.UNCOMPRESSED_ALIGN}`);
+    if (uoffset + csize > blobs[blob].uspace)
+      throw corrupt(`${w}`, `chunk [${uoffset}, +${csize}) ends past blob ${blob}'s uncompressed address space (${blobs[blob].uspace} bytes)`);
+    out[j] = { blob, cuOffset, cuSize, cuUsize, offset, size: csize, digest, uoffset };
     total += csize;
   }
   if (total !== size) throw corrupt(where, `chunk sizes sum to ${total} but the file size is ${size}`);
   return out;
+}
+
+/**
+ * Within each blob, distinct chunks occupy disjoint ranges of the
+ * uncompressed address space, in the order of their place in the blob
+ * (cuOffset, then offset in the unit), and refs naming one place agree on
+ * everything. Readers serve a cached address range without hashing it again,
+ * so one address must mean one chunk.
+ */
+function checkAddressSpaces(inodes: Inode[], blobs: BlobInfo[]): void {
+  const perBlob: ChunkRef[][] = blobs.map(() => []);
+  for (const n of inodes) for (const c of n.chunks ?? []) perBlob[c.blob].push(c);
+  perBlob.forEach((refs, b) => {
+    refs.sort((x, y) => x.uoffset - y.uoffset);
+    for (let k = 1; k < refs.length; k++) {
+      const p = refs[k - 1];
+      const c = refs[k];
+      const where = `bootstrap blob ${b} chunk at uncompressed offset ${c.uoffset}`;
+      if (c.uoffset === p.uoffset) {
+        const same =
+          c.cuOffset === p.cuOffset && c.cuSize === p.cuSize && c.cuUsize === p.cuUsize && c.offset === p.offset && c.size === p.size &&
+          Buffer.compare(c.digest, p.digest) === 0;
+        if (!same) throw corrupt(where, 'two different chunks have the same uncompressed offset');
+        continue;
+      }
+      if (p.uoffset + p.size > c.uoffset) throw corrupt(where, `overlaps the chunk at ${p.uoffset} (+${p.size})`);
+      if (c.cuOffset < p.cuOffset || (c.cuOffset === p.cuOffset && c.offset <= p.offset))
+        throw corrupt(where, 'uncompressed offsets are not in the order of the chunks in the blob');
+    }
+  });
 }
 
 const entryAt = (dir: number, name: string): string => `bootstrap inode ${dir} entry ${quote(name)}`;

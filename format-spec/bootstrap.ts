@@ -9,7 +9,7 @@
  */
 import { checkBootstrap } from './bootstrap-check';
 import { FormatError, corrupt, overLimit, unsupported } from './errors';
-import { BOOTSTRAP_HEADER_SIZE, BOOTSTRAP_MAGIC, FORMAT_VERSION, MAX_BOOTSTRAP_SIZE } from './limits';
+import { BOOTSTRAP_HEADER_SIZE, BOOTSTRAP_MAGIC, FORMAT_VERSION, MAX_BOOTSTRAP_SIZE, MIN_READ_VERSION } from './limits';
 import { checkCanonical, hasLoneSurrogate, pack, unpack, wide } from './msgpack';
 import { compareNames } from './tree';
 import { InodeType, type Bootstrap, type Inode } from './types';
@@ -34,7 +34,7 @@ function wireInode(n: Inode, i: number): Record<string, unknown> {
     o.e = entries.sort((a, b) => compareNames(a[0], b[0])).map(([name, index]) => [name, index]);
   }
   if (n.chunks !== undefined || n.type === InodeType.File) {
-    o.c = (n.chunks ?? []).map((c) => [c.blob, wide(c.cuOffset), c.cuSize, c.cuUsize, c.offset, c.size, c.digest]);
+    o.c = (n.chunks ?? []).map((c) => [c.blob, wide(c.cuOffset), c.cuSize, c.cuUsize, c.offset, c.size, c.digest, wide(c.uoffset)]);
   }
   return o;
 }
@@ -42,7 +42,7 @@ function wireInode(n: Inode, i: number): Record<string, unknown> {
 function wire(b: Bootstrap): Record<string, unknown> {
   return {
     cs: b.chunkSize,
-    b: b.blobs.map((x) => ({ d: x.digest, s: wide(x.size), u: wide(x.usize) })),
+    b: b.blobs.map((x) => ({ d: x.digest, s: wide(x.size), u: wide(x.usize), a: wide(x.uspace) })),
     i: b.inodes.map(wireInode),
     p: { g: b.prefetch.patterns.map((p) => utf8(p, 'bootstrap prefetch', 'pattern')), i: b.prefetch.inodes },
   };
@@ -91,6 +91,11 @@ export function decodeBootstrapHeader(bytes: Uint8Array): number {
   if (version === 0) throw corrupt('bootstrap header', 'version 0 is not a valid version');
   if (version > FORMAT_VERSION)
     throw unsupported('bootstrap header', `version ${version} is newer than this reader (${FORMAT_VERSION})`);
+  if (version < MIN_READ_VERSION)
+    throw unsupported(
+      'bootstrap header',
+      `version ${version} is older than this reader accepts (${MIN_READ_VERSION}: it lacks the uncompressed address space); convert the image again`,
+    );
   if (flags !== 0) throw unsupported('bootstrap header', `unknown flags 0x${flags.toString(16)}`);
   return version;
 }

@@ -1,5 +1,5 @@
 /**
- * The nyd format, version 1 (SPEC.md): types, limits, and the one reader and
+ * The nyd format, version 2 (SPEC.md): types, limits, and the one reader and
  * writer of bootstraps, blob tails and chunks.
  */
 export * from './types';
@@ -7,6 +7,7 @@ export * from './limits';
 export { FormatError, FormatErrorCode, isFormatError } from './errors';
 export { encodeBootstrap, decodeBootstrap, decodeBootstrapHeader } from './bootstrap';
 export { encodeToc, decodeToc, encodeFooter, decodeFooter, blobTail, verifyBlob } from './blob';
+export { alignUp, tocAddresses } from './address-space';
 export { decodeUnit, decodeChunk, sliceChunk, checkUnitSize, chunkWhere, sha256 } from './chunk';
 export { lookup, walk, linkCounts, chunksFor, digestHex, compareNames, type WalkEntry, type ChunkSpan } from './tree';
 export * from './oci-names';

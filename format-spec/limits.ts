@@ -1,10 +1,17 @@
 /**
- * Named limits of format version 1. The reader enforces every one of them
+ * Named limits of format version 2. The reader enforces every one of them
  * before trusting a structure; the writer refuses to produce anything beyond
  * them. SPEC.md section "Limits" gives the reasons for each value.
  */
 
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
+/**
+ * Oldest bootstrap version this reader accepts. Version 1 lacks the
+ * uncompressed address space (chunk `uoffset`, blob `uspace`) that the
+ * engine's cache and kernel mounts are laid out by; such images are converted
+ * again.
+ */
+export const MIN_READ_VERSION = 2;
 
 /** "NYDBOOT\0": first 8 bytes of a bootstrap. */
 export const BOOTSTRAP_MAGIC = Buffer.from('NYDBOOT\0', 'latin1');
@@ -60,3 +67,15 @@ export const MAX_DECOMPRESSION_RATIO = 1024;
 export const DECOMPRESSION_RATIO_FLOOR = 16 * 1024 * 1024;
 
 export const DIGEST_SIZE = 32;
+
+/**
+ * Alignment of every chunk in its blob's uncompressed address space: the
+ * page size and EROFS block size, so a chunk can be a kernel block device
+ * extent and a cache hit is one aligned pread.
+ */
+export const UNCOMPRESSED_ALIGN = 4096;
+/**
+ * Largest uncompressed address space of one blob: EROFS addresses device
+ * blocks with 32 bits, 2^32 blocks of UNCOMPRESSED_ALIGN bytes = 16 TiB.
+ */
+export const MAX_BLOB_USPACE = 2 ** 32 * UNCOMPRESSED_ALIGN;

@@ -1,5 +1,5 @@
 /**
- * The nyd format, version 1: in-memory model shared by the one writer and the
+ * The nyd format, version 2: in-memory model shared by the one writer and the
  * one reader in this folder. SPEC.md is the normative text; this file is its
  * typed mirror. format-spec imports nothing of ours.
  *
@@ -14,6 +14,10 @@
  * - chunk: a piece of one file's content, at most `chunkSize` bytes,
  *   identified by the sha256 of its uncompressed bytes. Identical chunks are
  *   stored once per image (dedup scope: the whole image, all layers).
+ * - uncompressed address space: per blob, its chunks decompressed and laid
+ *   out in TOC order, each at the next multiple of UNCOMPRESSED_ALIGN (4 KiB).
+ *   A blob property (same for every image using the blob): the engine's
+ *   cache files and the EROFS blob devices use this layout.
  * - bootstrap: the metadata of the whole image: the merged file tree after
  *   whiteouts and opaque directories, the blob table, every chunk's location,
  *   and the prefetch list. msgpack body behind a fixed binary header.
@@ -50,8 +54,8 @@ export const INODE_TYPE_NAMES: Readonly<Record<number, string>> = {
 };
 
 /**
- * Where one chunk lives. Stored in the bootstrap as a 7-element array
- * [blob, cuOffset, cuSize, cuUsize, offset, size, digest] in this order.
+ * Where one chunk lives. Stored in the bootstrap as an 8-element array
+ * [blob, cuOffset, cuSize, cuUsize, offset, size, digest, uoffset] in this order.
  */
 export interface ChunkRef {
   /** Index into Bootstrap.blobs. */
@@ -68,6 +72,12 @@ export interface ChunkRef {
   size: number;
   /** sha256 of the chunk's uncompressed bytes, 32 bytes. */
   digest: Uint8Array;
+  /**
+   * Offset of the chunk in its blob's uncompressed address space (SPEC.md
+   * "Uncompressed address space"): a multiple of UNCOMPRESSED_ALIGN, fixed by
+   * the blob alone (its TOC), so every image referencing the blob agrees.
+   */
+  uoffset: number;
 }
 
 export interface Inode {
@@ -100,6 +110,11 @@ export interface BlobInfo {
   size: number;
   /** Sum of the uncompressed sizes of the units stored in it. */
   usize: number;
+  /**
+   * Size of the blob's uncompressed address space: every chunk of its TOC,
+   * in TOC order, each starting at a multiple of UNCOMPRESSED_ALIGN.
+   */
+  uspace: number;
 }
 
 export interface Bootstrap {

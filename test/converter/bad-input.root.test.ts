@@ -8,6 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeBootstrap, encodeBootstrap } from '../../format-spec/bootstrap';
+import { packBootstrapTar } from '../../format-spec/bootstrap-layer';
 import { nydOk, runNyd } from '../helpers/cli';
 import { fixturePath } from '../helpers/umoci';
 
@@ -110,14 +112,11 @@ describe('corrupted nyd images', () => {
     }
   });
 
-  it('a re-sealed bootstrap with a changed chunk digest is caught as a structure mismatch', async () => {
-    const dir = copy('reseal-bootstrap');
+  /** A copy of the good image whose bootstrap layer is replaced by edit(its tar), with the config and manifest re-sealed. */
+  const reseal = (name: string, edit: (tar: Buffer) => Buffer): string => {
+    const dir = copy(name);
     const layer = manifest.layers[manifest.layers.length - 1] as { digest: string; size: number; mediaType: string };
-    const tar = zlib.gunzipSync(readFileSync(blobPath(dir, layer.digest)));
-    // Flip one byte of the first stored 32-byte digest (msgpack bin 8 of length 32: c4 20).
-    const at = tar.indexOf(Buffer.from([0xc4, 0x20]), 512);
-    expect(at).toBeGreaterThan(0);
-    tar[at + 2] ^= 0xff;
+    const tar = edit(zlib.gunzipSync(readFileSync(blobPath(dir, layer.digest))));
     const gz = zlib.gzipSync(tar);
     const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
     const newLayer = { ...layer, digest: sha(gz), size: gz.length };
@@ -133,12 +132,34 @@ describe('corrupted nyd images', () => {
     const index = JSON.parse(readFileSync(path.join(dir, 'index.json'), 'utf8'));
     index.manifests[0] = { ...index.manifests[0], digest: sha(mBytes), size: mBytes.length };
     writeFileSync(path.join(dir, 'index.json'), JSON.stringify(index));
+    return dir;
+  };
 
+  it('a re-sealed bootstrap with a changed chunk digest is caught as a structure mismatch', async () => {
+    const dir = reseal('reseal-bootstrap', (tar) => {
+      // Flip one byte of the first stored 32-byte digest (msgpack bin 8 of length 32: c4 20).
+      const at = tar.indexOf(Buffer.from([0xc4, 0x20]), 512);
+      expect(at).toBeGreaterThan(0);
+      tar[at + 2] ^= 0xff;
+      return tar;
+    });
     const check = await runNyd(['check', `oci:${dir}:nyd`]);
     expect(check.code).not.toBe(0);
     expect(check.stderr).toMatch(/bootstrap: file ".*" chunk \d+/);
     const unpack = await runNyd(['unpack', `oci:${dir}:nyd`, path.join(dir, 'rootfs')]);
     expect(unpack.code).not.toBe(0);
     expect(unpack.stderr).toMatch(/chunk \d+/);
+  });
+
+  it('a re-sealed bootstrap whose address space differs from the TOC is caught by check', async () => {
+    const dir = reseal('reseal-uspace', (tar) => {
+      const size = parseInt(tar.subarray(124, 136).toString('latin1').replace(/\0.*$/, '').trim(), 8);
+      const b = decodeBootstrap(tar.subarray(512, 512 + size));
+      b.blobs[0].uspace += 4096; // still aligned and above every chunk: only the TOC can tell
+      return packBootstrapTar(encodeBootstrap(b));
+    });
+    const check = await runNyd(['check', `oci:${dir}:nyd`]);
+    expect(check.code).not.toBe(0);
+    expect(check.stderr).toMatch(/blob 0 has uncompressed address space \d+, its TOC gives \d+/);
   });
 });

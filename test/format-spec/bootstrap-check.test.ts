@@ -81,6 +81,10 @@ describe('blob table', () => {
     { name: 'size over MAX_BLOB_SIZE', mutate: (b) => blob0(b).set('s', BigInt(L.MAX_BLOB_SIZE) + 1n), code: LIMIT, where: 'bootstrap blob 0', message: /exceeds MAX_BLOB_SIZE/ },
     { name: 'size beyond 2^53', mutate: (b) => blob0(b).set('s', 2n ** 60n), code: CORRUPT, where: 'bootstrap blob 0', message: /size 1152921504606846976 is outside/ },
     { name: 'missing usize', mutate: (b) => blob0(b).delete('u'), code: CORRUPT, where: 'bootstrap blob 0', message: /missing key "u"/ },
+    { name: 'missing address space', mutate: (b) => blob0(b).delete('a'), code: CORRUPT, where: 'bootstrap blob 0', message: /missing key "a"/ },
+    { name: 'address space not 4 KiB aligned', mutate: (b) => blob0(b).set('a', Number(blob0(b).get('a')) + 1), code: CORRUPT, where: 'bootstrap blob 0', message: /not a multiple of 4096/ },
+    { name: 'address space below usize', mutate: (b) => blob0(b).set('a', 0), code: CORRUPT, where: 'bootstrap blob 0', message: /smaller than the uncompressed size/ },
+    { name: 'address space over MAX_BLOB_USPACE', mutate: (b) => blob0(b).set('a', BigInt(L.MAX_BLOB_USPACE) + 4096n), code: LIMIT, where: 'bootstrap blob 0', message: /exceeds MAX_BLOB_USPACE/ },
     {
       name: 'same digest, other size',
       mutate: (b) => b.get('b')[1].set('d', blob0(b).get('d')),
@@ -254,7 +258,7 @@ describe('chunk refs', () => {
   const blobSize = sample.blobs[0].size;
   run([
     { name: 'chunk list not an array', mutate: (b) => inodeOf(b, BIG).set('c', new Map()), code: CORRUPT, where: `bootstrap inode ${BIG}`, message: /chunk list must be an array, got map/ },
-    { name: 'ref of 6 elements', mutate: (b) => chunk(b).pop(), code: CORRUPT, where: where(), message: /chunk ref must have 7 elements, has 6/ },
+    { name: 'ref of 6 elements', mutate: (b) => chunk(b).pop(), code: CORRUPT, where: where(), message: /chunk ref must have 8 elements, has 7/ },
     { name: 'blob index out of range', mutate: set(0, 0, 2), code: CORRUPT, where: where(), message: /blob index 2 but there are 2 blobs/ },
     { name: 'unit beyond the blob', mutate: set(1, 1, blobSize - 100), code: CORRUPT, where: where(1), message: /ends past the units of blob 0/ },
     { name: 'unit overlapping the footer', mutate: set(0, 2, blobSize - 64 + 1), code: CORRUPT, where: where(), message: /ends past the units/ },
@@ -279,6 +283,25 @@ describe('chunk refs', () => {
     { name: 'sizes do not sum to the file size', mutate: (b) => inodeOf(b, BIG).set('s', 3 * 65536 + 124), code: CORRUPT, where: `bootstrap inode ${BIG}`, message: /chunk sizes sum to 196731 but the file size is 196732/ },
     { name: 'empty file with a chunk', mutate: (b) => inodeOf(b, ix['bin/empty']).set('c', [chunk(b)]), code: CORRUPT, where: `bootstrap inode ${ix['bin/empty']}`, message: /sum to 65536 but the file size is 0/ },
     { name: 'too many chunks', mutate: (b) => inodeOf(b, BIG).set('c', nils(L.MAX_CHUNKS_PER_FILE + 1)), code: LIMIT, where: `bootstrap inode ${BIG}`, message: /exceed MAX_CHUNKS_PER_FILE/ },
+    { name: 'uncompressed offset not 4 KiB aligned', mutate: set(0, 7, 100), code: CORRUPT, where: where(), message: /uncompressed offset 100 is not a multiple of 4096/ },
+    { name: 'chunk past the address space', mutate: set(0, 7, 2 ** 40), code: CORRUPT, where: where(), message: /ends past blob 0's uncompressed address space/ },
+  ]);
+  const inBlob = /^bootstrap blob 0 chunk at uncompressed offset \d+$/;
+  const uoff = (b: Raw, j: number): number => Number(chunk(b, j)[7]);
+  run([
+    { name: 'two chunks overlap in the address space', mutate: (b) => (chunk(b, 1)[7] = uoff(b, 0) + 4096), code: CORRUPT, where: inBlob, message: /overlaps the chunk at/ },
+    { name: 'two different chunks at one address', mutate: (b) => (chunk(b, 1)[7] = uoff(b, 0)), code: CORRUPT, where: inBlob, message: /two different chunks have the same uncompressed offset/ },
+    {
+      name: 'addresses out of the chunks\' order in the blob',
+      mutate: (b) => {
+        const [a, c] = [chunk(b, 0)[7], chunk(b, 1)[7]];
+        chunk(b, 0)[7] = c;
+        chunk(b, 1)[7] = a;
+      },
+      code: CORRUPT,
+      where: inBlob,
+      message: /not in the order of the chunks in the blob/,
+    },
   ]);
 });
 

@@ -127,8 +127,8 @@ describe('encoder refuses what a reader would refuse', () => {
   });
   test('another version', () => {
     const b = sampleImage().bootstrap;
-    b.version = 2;
-    expectFormatError(() => encodeBootstrap(b), UNSUPPORTED, 'bootstrap header', /cannot write version 2/);
+    b.version = FORMAT_VERSION + 1;
+    expectFormatError(() => encodeBootstrap(b), UNSUPPORTED, 'bootstrap header', new RegExp(`cannot write version ${FORMAT_VERSION + 1}`));
   });
   test('a non-integer', () => {
     const b = sampleImage().bootstrap;
@@ -165,7 +165,12 @@ describe('header (hostile)', () => {
   test('newer version is Unsupported', () => {
     const b = good();
     b.writeUInt32LE(FORMAT_VERSION + 1, 8);
-    expectFormatError(() => decodeBootstrap(b), UNSUPPORTED, 'bootstrap header', /version 2 is newer/);
+    expectFormatError(() => decodeBootstrap(b), UNSUPPORTED, 'bootstrap header', new RegExp(`version ${FORMAT_VERSION + 1} is newer`));
+  });
+  test('version 1 (no uncompressed address space) is Unsupported, asking for a new conversion', () => {
+    const b = good();
+    b.writeUInt32LE(1, 8);
+    expectFormatError(() => decodeBootstrap(b), UNSUPPORTED, 'bootstrap header', /version 1 is older .*convert the image again/);
   });
   test('unknown flags are Unsupported', () => {
     const b = good();

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { Packr, Unpackr } from 'msgpackr';
 import { expect } from 'vitest';
 import { compress, decompress as zstdDecompress } from 'zstd-napi';
+import { alignUp, tocAddresses } from '../../format-spec/address-space';
 import { blobTail } from '../../format-spec/blob';
 import { encodeBootstrap } from '../../format-spec/bootstrap';
 import { FormatError } from '../../format-spec/errors';
@@ -48,6 +49,7 @@ interface Loc {
   blob: number;
   unit: number;
   offset: number;
+  uoffset: number;
 }
 
 /** Plans units for one layer's new chunks (SPEC.md "Compression units") and compresses them. */
@@ -72,7 +74,8 @@ function writeBlob(chunks: Buffer[], chunkSize: number) {
   flush();
   const toc: BlobToc = { version: FORMAT_VERSION, chunkSize, units: [], chunks: [] };
   const frames: Buffer[] = [];
-  const where = new Map<string, { unit: number; offset: number }>();
+  const where = new Map<string, { unit: number; offset: number; uoffset: number }>();
+  let uoffset = 0;
   let offset = 0;
   planned.forEach((members, unit) => {
     const data = Buffer.concat(members);
@@ -84,8 +87,9 @@ function writeBlob(chunks: Buffer[], chunkSize: number) {
     for (const c of members) {
       const digest = sha(c);
       toc.chunks.push({ unit, offset: inUnit, size: c.length, digest });
-      where.set(digest.toString('hex'), { unit, offset: inUnit });
+      where.set(digest.toString('hex'), { unit, offset: inUnit, uoffset });
       inUnit += c.length;
+      uoffset += alignUp(c.length);
     }
   });
   const blob = Buffer.concat([...frames, blobTail(toc, offset)]);
@@ -163,7 +167,7 @@ export function buildImage(specs: Spec[], options: { chunkSize?: number; prefetc
       const digest = sha(p);
       const at = locs.get(digest.toString('hex'))!;
       const unit = written[at.blob].toc.units[at.unit];
-      return { blob: at.blob, cuOffset: unit.offset, cuSize: unit.size, cuUsize: unit.usize, offset: at.offset, size: p.length, digest };
+      return { blob: at.blob, cuOffset: unit.offset, cuSize: unit.size, cuUsize: unit.usize, offset: at.offset, size: p.length, digest, uoffset: at.uoffset };
     });
   }
   for (const inode of inodes)
@@ -176,6 +180,7 @@ export function buildImage(specs: Spec[], options: { chunkSize?: number; prefetc
       digest: `sha256:${sha(w.blob).toString('hex')}`,
       size: w.blob.length,
       usize: w.toc.units.reduce((n, u) => n + u.usize, 0),
+      uspace: tocAddresses(w.toc.chunks).uspace,
     })),
     inodes,
     prefetch: { patterns: options.prefetch ?? [], inodes: prefetchInodes },

@@ -8,6 +8,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dataCorrupt } from '../../../common/errors';
 import type { Logger } from '../../../common/logger';
+import { alignUp } from '../../../format-spec/address-space';
+import { FORMAT_VERSION } from '../../../format-spec/limits';
 import { compareNames, digestHex } from '../../../format-spec/tree';
 import { type Bootstrap, type ChunkRef, type Inode, InodeType } from '../../../format-spec/types';
 import type { ChunkReader } from '../../../engine/types';
@@ -79,6 +81,7 @@ export class ImageBuilder {
   readonly content = new Map<number, Buffer>();
   readonly reader = new MapChunkReader();
   private blobOffset = 0;
+  private uspace = 0;
   private readonly byPath = new Map<string, number>([['', 0]]);
 
   /** Adds `node` at `path` (parent must exist); returns its index. */
@@ -110,8 +113,9 @@ export class ImageBuilder {
       const piece = data.subarray(at, at + size);
       const digest = createHash('sha256').update(piece).digest();
       this.reader.chunks.set(digest.toString('hex'), Buffer.from(piece));
-      chunks.push({ blob: 0, cuOffset: this.blobOffset, cuSize: size, cuUsize: size, offset: 0, size, digest });
+      chunks.push({ blob: 0, cuOffset: this.blobOffset, cuSize: size, cuUsize: size, offset: 0, size, digest, uoffset: this.uspace });
       this.blobOffset += size;
+      this.uspace += alignUp(size);
       at += size;
     }
     const index = this.add(path, { type: InodeType.File, size: data.length, chunks, ...meta });
@@ -137,9 +141,9 @@ export class ImageBuilder {
     for (const inode of this.inodes) inode.entries?.sort((a, b) => compareNames(a[0], b[0]));
     const blobSize = this.blobOffset + 64;
     return {
-      version: 1,
+      version: FORMAT_VERSION,
       chunkSize: 64 * 1024,
-      blobs: [{ digest: `sha256:${'ab'.repeat(32)}`, size: blobSize, usize: this.blobOffset }],
+      blobs: [{ digest: `sha256:${'ab'.repeat(32)}`, size: blobSize, usize: this.blobOffset, uspace: this.uspace }],
       inodes: this.inodes,
       prefetch: { patterns: [], inodes: [] },
     };

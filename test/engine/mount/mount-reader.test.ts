@@ -28,7 +28,7 @@ beforeEach(async () => {
   bootstrap = {
     version: 1,
     chunkSize: 64 * 1024,
-    blobs: [{ digest: blob.digest, size: blob.size, usize: 0 }],
+    blobs: [{ digest: blob.digest, size: blob.size, usize: 0, uspace: 0 }],
     inodes: [
       { type: InodeType.Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, entries: [['big', 1], ['small', 2]] },
       file(refs.slice(0, 4)),

@@ -42,7 +42,7 @@ beforeEach(async () => {
   bootstrap = {
     version: 1,
     chunkSize: 1024 * 1024,
-    blobs: blobs.map((x) => ({ digest: x.digest, size: x.size, usize: 0 })),
+    blobs: blobs.map((x) => ({ digest: x.digest, size: x.size, usize: 0, uspace: 0 })),
     inodes,
     // Listed out of order and with a unit shared by two files.
     prefetch: { patterns: ['x'], inodes: [5, 3, 2] },

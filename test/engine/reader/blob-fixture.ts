@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { alignUp } from '../../../format-spec/address-space';
 import { blobTail } from '../../../format-spec/blob';
 import { FORMAT_VERSION } from '../../../format-spec/limits';
 import { type BlobToc, type Bootstrap, type ChunkRef, InodeType } from '../../../format-spec/types';
@@ -25,6 +26,8 @@ export interface TestBlob {
   bytes: Buffer;
   /** Per unit: its chunks' refs (blob index as given) and their contents. */
   units: Array<{ cuOffset: number; cuSize: number; refs: ChunkRef[]; contents: Buffer[] }>;
+  /** Size of the blob's uncompressed address space. */
+  uspace: number;
 }
 
 /** Half random, half repeated: compresses, and a flipped byte changes the output. */
@@ -42,6 +45,7 @@ export async function writeBlob(dir: string, unitChunkSizes: number[][], blobInd
   const toc: BlobToc = { version: FORMAT_VERSION, chunkSize: 1024 * 1024, units: [], chunks: [] };
   const units: TestBlob['units'] = [];
   let offset = 0;
+  let uoffset = 0;
   unitChunkSizes.forEach((sizes, u) => {
     const contents = sizes.map(content);
     const raw = Buffer.concat(contents);
@@ -50,7 +54,8 @@ export async function writeBlob(dir: string, unitChunkSizes: number[][], blobInd
     let at = 0;
     for (const c of contents) {
       const digest = createHash('sha256').update(c).digest();
-      refs.push({ blob: blobIndex, cuOffset: offset, cuSize: frame.length, cuUsize: raw.length, offset: at, size: c.length, digest });
+      refs.push({ blob: blobIndex, cuOffset: offset, cuSize: frame.length, cuUsize: raw.length, offset: at, size: c.length, digest, uoffset });
+      uoffset += alignUp(c.length);
       toc.chunks.push({ unit: u, offset: at, size: c.length, digest });
       at += c.length;
     }
@@ -63,7 +68,7 @@ export async function writeBlob(dir: string, unitChunkSizes: number[][], blobInd
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   const file = path.join(dir, digest.slice(7));
   await fsp.writeFile(file, bytes);
-  return { digest, size: bytes.length, path: file, bytes, units };
+  return { digest, size: bytes.length, path: file, bytes, units, uspace: uoffset };
 }
 
 export async function tempDir(prefix: string): Promise<string> {
@@ -77,7 +82,7 @@ export const decompress = async (frame: Uint8Array, maxSize: number): Promise<Bu
 export function oneFileBootstrap(blobs: TestBlob[]): Pick<Bootstrap, 'blobs' | 'inodes'> {
   const chunks = blobs.flatMap((b) => b.units.flatMap((u) => u.refs));
   return {
-    blobs: blobs.map((b) => ({ digest: b.digest, size: b.size, usize: 0 })),
+    blobs: blobs.map((b) => ({ digest: b.digest, size: b.size, usize: 0, uspace: b.uspace })),
     inodes: [{ type: InodeType.File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0, chunks }],
   };
 }

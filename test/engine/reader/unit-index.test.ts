@@ -13,11 +13,12 @@ const ref = (blob: number, cuOffset: number, cuSize: number, offset: number, tag
   offset,
   size: 10,
   digest: d(tag),
+  uoffset: 0,
 });
 const file = (chunks: ChunkRef[]): Inode => ({ type: InodeType.File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0, chunks });
 const blobs = [
-  { digest: 'sha256:a', size: 10_000, usize: 0 },
-  { digest: 'sha256:b', size: 10_000, usize: 0 },
+  { digest: 'sha256:a', size: 10_000, usize: 0, uspace: 0 },
+  { digest: 'sha256:b', size: 10_000, usize: 0, uspace: 0 },
 ];
 
 describe('buildUnitIndex', () => {
