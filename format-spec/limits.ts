@@ -57,15 +57,6 @@ export const MAX_TOC_SIZE = 256 * 1024 * 1024;
 export const MAX_BLOB_SIZE = 2 ** 52;
 export const MAX_PREFETCH_PATTERNS = 4096;
 
-/**
- * Largest accepted ratio of uncompressed to compressed bytes for a converter
- * input layer (gzip tops out near 1032:1). Checked only past
- * DECOMPRESSION_RATIO_FLOOR uncompressed bytes, where a ratio means something.
- * Units need no ratio: their uncompressed size is bounded by MAX_UNIT_SIZE.
- */
-export const MAX_DECOMPRESSION_RATIO = 1024;
-export const DECOMPRESSION_RATIO_FLOOR = 16 * 1024 * 1024;
-
 export const DIGEST_SIZE = 32;
 
 /**

@@ -1,6 +1,6 @@
 /**
  * The one boundary to native code. Everything that calls into a native
- * package (zstd-napi, fuse-native) or our own addon (native/addon) goes
+ * package (zstd-napi, fuse-native, better-sqlite3) or our own addon (native/addon) goes
  * through a module in this folder, so the rest of nyd sees plain TypeScript
  * functions with nyd errors.
  *
@@ -11,6 +11,7 @@
  *   destroy() before exit; at most `maxQueue` tasks wait, beyond that submit
  *   rejects with LimitExceeded instead of growing memory.
  * - posix.ts: syscalls Node lacks (mknod, l*xattr), from native/addon.
+ * - sqlite.ts: SQLite databases opened durable (WAL, synchronous=FULL).
  */
 import type { Logger } from '../common/logger';
 

@@ -1,8 +1,9 @@
 /**
  * A bounded pool of worker threads doing zstd (see ZstdPool in types.ts).
  *
- * Bound: at most `capacity` = threads + maxQueue tasks are in flight (running
- * or waiting). A task submitted beyond that rejects at once with
+ * Bound: at most `threads` tasks run (a p-limit in front of piscina) and at
+ * most maxQueue wait in its queue, so `capacity` = threads + maxQueue tasks
+ * are in flight. A task submitted beyond that rejects at once with
  * LimitExceeded, so memory never grows with the caller's eagerness. Callers
  * keep at most `pool.capacity` tasks outstanding (e.g. a semaphore of that
  * size) and never see that error.
@@ -18,6 +19,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
+import pLimit from 'p-limit';
 import Piscina from 'piscina';
 import { nullLogger } from '../common/logger';
 import {
@@ -71,11 +73,13 @@ function detachedCopy(src: Uint8Array): Uint8Array<ArrayBuffer> {
 
 class PiscinaZstdPool implements ZstdPool {
   readonly capacity: number;
-  private inFlight = 0;
+  /** Runs at most `threads` tasks on piscina; the others wait in its queue (at most capacity - threads). */
+  private readonly running: pLimit.Limit;
   private destroyed = false;
 
-  constructor(private readonly piscina: Piscina<WorkerTask, WorkerReply>, capacity: number) {
+  constructor(private readonly piscina: Piscina<WorkerTask, WorkerReply>, threads: number, capacity: number) {
     this.capacity = capacity;
+    this.running = pLimit(threads);
   }
 
   compress(data: Uint8Array, level: number): Promise<Buffer> {
@@ -88,26 +92,24 @@ class PiscinaZstdPool implements ZstdPool {
 
   private async submit(op: string, input: Uint8Array, task: (copy: Uint8Array<ArrayBuffer>) => WorkerTask): Promise<Buffer> {
     if (this.destroyed) throw failedPrecondition(`zstd ${op}: the pool is destroyed`);
-    if (this.inFlight >= this.capacity) {
-      throw limitExceeded(`zstd ${op}: ${this.inFlight} tasks in flight, the pool's capacity is ${this.capacity}`, {
+    const inFlight = this.running.activeCount + this.running.pendingCount;
+    if (inFlight >= this.capacity) {
+      throw limitExceeded(`zstd ${op}: ${inFlight} tasks in flight, the pool's capacity is ${this.capacity}`, {
         capacity: this.capacity,
       });
     }
-    this.inFlight++;
-    try {
-      const copy = detachedCopy(input);
-      let reply: WorkerReply;
+    const copy = detachedCopy(input);
+    const reply = await this.running(async () => {
+      if (this.destroyed) throw canceled(`zstd ${op}: the pool was destroyed`);
       try {
-        reply = await this.piscina.run(task(copy), { transferList: [copy.buffer] });
+        return await this.piscina.run(task(copy), { transferList: [copy.buffer] });
       } catch (err) {
         if (this.destroyed) throw canceled(`zstd ${op}: the pool was destroyed`, undefined, err);
         throw wrap(err, `zstd ${op} worker failed`);
       }
-      if (!reply.ok) throw new NydError(reply.code, reply.message);
-      return Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
-    } finally {
-      this.inFlight--;
-    }
+    });
+    if (!reply.ok) throw new NydError(reply.code, reply.message);
+    return Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
   }
 
   async destroy(): Promise<void> {
@@ -130,7 +132,7 @@ export function createZstdPool(opts: ZstdPoolOptions = {}): ZstdPool {
     filename,
     minThreads: threads,
     maxThreads: threads,
-    // Our own counter enforces the bound; piscina's queue limit only backs it up.
+    // The p-limit in front keeps piscina's queue empty; its limit only backs that up.
     maxQueue: threads + maxQueue,
     concurrentTasksPerWorker: 1,
   });
@@ -138,5 +140,5 @@ export function createZstdPool(opts: ZstdPoolOptions = {}): ZstdPool {
   // reaches its caller instead). Unlistened, this event would kill the process.
   const logger = opts.logger ?? nullLogger;
   piscina.on('error', (err: unknown) => logger.error({ err, code: codeOf(err) }, 'zstd worker failed'));
-  return new PiscinaZstdPool(piscina, threads + maxQueue);
+  return new PiscinaZstdPool(piscina, threads, threads + maxQueue);
 }

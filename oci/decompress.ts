@@ -21,13 +21,19 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { dataCorrupt, limitExceeded, NydError, wrap } from '../common/errors';
-import { DECOMPRESSION_RATIO_FLOOR, MAX_DECOMPRESSION_RATIO } from '../format-spec/limits';
 import { decompressChunks } from '../native/zstd';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
 /** Bytes needed to recognise every supported compression. */
 export const SNIFF_SIZE = 4;
+/**
+ * Largest accepted ratio of uncompressed to compressed bytes for a converter
+ * input layer (gzip tops out near 1032:1, anything beyond is a bomb).
+ */
+export const MAX_DECOMPRESSION_RATIO = 1024;
+/** The ratio is checked only past this many uncompressed bytes, where a ratio means something. */
+export const DECOMPRESSION_RATIO_FLOOR = 16 * 1024 * 1024;
 /** highWaterMark of the decompressed stream. */
 export const DECOMPRESS_HIGH_WATER_MARK = 256 * 1024;
 

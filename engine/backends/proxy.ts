@@ -27,11 +27,13 @@ import { unauthorized } from '../../common/errors';
 import { nullLogger, type Logger } from '../../common/logger';
 import { Authorizer } from '../../oci/registry/auth';
 import { readBlobRange } from '../../oci/registry/blob-read';
-import { checkDigest, checkRepository, type CallOptions, type Requester, type RequestSpec } from '../../oci/registry/client';
 import { resolveCredentials } from '../../oci/registry/credentials';
 import { header, HttpTransport, trustedCas, type HttpResponse } from '../../oci/registry/http';
 import { resolveLimits, type RegistryLimits } from '../../oci/registry/limits';
+import { checkDigest, checkRepository } from '../../oci/registry/names';
+import { RetryPolicy } from '../../oci/registry/retry';
 import { statusError } from '../../oci/registry/status-error';
+import type { CallOptions, Requester, RequestSpec } from '../../oci/registry/types';
 import type { Descriptor } from '../../oci/types';
 import { sourceLimits, SOURCE_CONNECT_TIMEOUT_MS } from './mirror';
 import { type RangeBackendOptions, type RangeClient, RangeBackend } from './range-backend';
@@ -70,6 +72,7 @@ export interface ProxyClientOptions {
 export class ProxyClient implements Requester, RangeClient {
   readonly limits: RegistryLimits;
   readonly logger: Logger;
+  readonly retry: RetryPolicy;
   readonly origin: string;
   private readonly transport: HttpTransport;
   private readonly auth: Authorizer;
@@ -79,7 +82,8 @@ export class ProxyClient implements Requester, RangeClient {
     this.origin = origin.origin;
     this.limits = resolveLimits(sourceLimits(opts.timeoutMs));
     this.logger = (opts.logger ?? nullLogger).child({ component: 'proxy-client', registry: origin.host });
-    this.transport = new HttpTransport(opts.dispatcher, this.limits, this.logger);
+    this.retry = new RetryPolicy(this.limits, this.logger);
+    this.transport = new HttpTransport(opts.dispatcher, this.limits, this.logger, this.retry);
     this.auth = new Authorizer({
       host: origin.host,
       secure: origin.protocol === 'https:',

@@ -17,10 +17,10 @@
  * Subclasses add policy around each read of an image blob by overriding
  * readBlob() (after the NotFound check, before the wait for a slot).
  */
+import pLimit from 'p-limit';
 import { canceled, dataCorrupt, invalidArgument, notFound, timeout, wrap } from '../../common/errors';
 import { nullLogger, type Logger } from '../../common/logger';
 import type { Descriptor } from '../../oci/types';
-import { Semaphore } from '../reader/semaphore';
 import type { BlobBackend } from '../types';
 
 /** Default reads in flight per backend. */
@@ -62,7 +62,8 @@ export class RangeBackend implements BlobBackend {
   private readonly client: RangeClient;
   private readonly repository: string;
   private readonly blobs: Map<string, Descriptor>;
-  private readonly slots: Semaphore;
+  /** Admits at most maxConcurrent reads; the rest wait in its FIFO queue (one closure per waiting read). */
+  private readonly slots: pLimit.Limit;
   /** The given logger with `source: name`. */
   protected readonly logger: Logger;
 
@@ -72,7 +73,10 @@ export class RangeBackend implements BlobBackend {
     this.client = opts.client;
     this.repository = opts.repository;
     this.blobs = new Map(opts.blobs.map((d) => [d.digest, d]));
-    this.slots = new Semaphore(opts.maxConcurrent ?? MAX_CONCURRENT_READS);
+    const maxConcurrent = opts.maxConcurrent ?? MAX_CONCURRENT_READS;
+    if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)
+      throw invalidArgument(`reads in flight of ${opts.name} must be a positive integer, got ${maxConcurrent}`);
+    this.slots = pLimit(maxConcurrent);
     this.logger = (opts.logger ?? nullLogger).child({ source: opts.name });
   }
 
@@ -84,7 +88,7 @@ export class RangeBackend implements BlobBackend {
 
   /** A read of one of the image's blobs: waits for a slot, then reads within the deadline. */
   protected readBlob(desc: Descriptor, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    return this.slots.run(() => this.readWithDeadline(desc, offset, length, signal));
+    return this.slots(() => this.readWithDeadline(desc, offset, length, signal));
   }
 
   private async readWithDeadline(desc: Descriptor, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {

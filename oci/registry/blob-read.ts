@@ -16,10 +16,11 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { canceled, dataCorrupt, invalidArgument, limitExceeded, unavailable, unsupported } from '../../common/errors';
 import type { Descriptor } from '../types';
-import { checkDigest, type Requester } from './client';
 import { describeFailure, header, type HttpResponse } from './http';
-import { backoffDelayMs, classifyFailure, sleep } from './retry';
+import { checkDigest } from './names';
+import { type Attempt, classifyFailure, RetryLater } from './retry';
 import { statusError } from './status-error';
+import type { Requester } from './types';
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
@@ -108,7 +109,8 @@ async function* verifiedChunks(r: Requester, repo: string, desc: Descriptor, sig
   const what = `blob ${desc.digest} of ${repo}`;
   const hash = createHash('sha256');
   let received = 0;
-  for (let failures = 0; ; ) {
+  /** One transfer from `received` on; RetryLater when it broke and may resume. */
+  async function* transfer({ number, last }: Attempt): AsyncGenerator<Buffer> {
     const { res, skip } = await openAt(r, repo, desc, received, undefined, what, signal);
     if (skip > 0) r.logger.warn({ digest: desc.digest, offset: received }, 'registry ignored Range; restarting the blob and discarding the received prefix');
     let failure: unknown;
@@ -119,7 +121,7 @@ async function* verifiedChunks(r: Requester, repo: string, desc: Descriptor, sig
         received += chunk.length;
         yield chunk;
       }
-      if (received === desc.size) break;
+      if (received === desc.size) return;
       failure = new PrematureEnd(`body ended at ${received} of ${desc.size} bytes`);
     } catch (err) {
       if (signal?.aborted || classifyFailure(err) === 'canceled') throw canceled(`${what}: canceled`, undefined, err);
@@ -128,16 +130,14 @@ async function* verifiedChunks(r: Requester, repo: string, desc: Descriptor, sig
     } finally {
       if (!res.body.destroyed) res.body.destroy();
     }
-    failures++;
-    if (failures > r.limits.maxStreamResumes)
-      throw unavailable(`${what}: transfer broke ${failures} times, last at byte ${received} (${describeFailure(failure)})`, {
+    if (last)
+      throw unavailable(`${what}: transfer broke ${number} times, last at byte ${received} (${describeFailure(failure)})`, {
         digest: desc.digest,
         offset: received,
       });
-    const wait = backoffDelayMs(failures - 1, r.limits);
-    r.logger.warn({ digest: desc.digest, offset: received, waitMs: wait, reason: describeFailure(failure) }, 'blob transfer broke; resuming');
-    await sleep(wait, signal);
+    throw new RetryLater(`transfer broke at byte ${received}: ${describeFailure(failure)}`, undefined, failure);
   }
+  yield* r.retry.resume({ what, attempts: r.limits.maxStreamResumes + 1, signal, log: { digest: desc.digest } }, transfer);
   const actual = `sha256:${hash.digest('hex')}`;
   if (actual !== desc.digest) throw dataCorrupt(`${what}: content has digest ${actual}`, { expected: desc.digest, actual });
 }
@@ -171,7 +171,7 @@ export async function readBlobRange(
     throw invalidArgument(`range ${offset}+${length} is outside blob ${desc.digest} of ${desc.size} bytes`);
   if (length === 0) return Buffer.alloc(0);
   const what = `bytes ${offset}-${offset + length - 1} of blob ${desc.digest} of ${repo}`;
-  for (let failures = 0; ; ) {
+  return r.retry.run({ what, attempts: r.limits.maxAttempts, signal, log: { digest: desc.digest, offset } }, async ({ number, last }) => {
     const { res, skip } = await openAt(r, repo, desc, offset, offset + length - 1, what, signal);
     if (skip > r.limits.maxRangeSkipBytes) {
       res.body.destroy();
@@ -192,14 +192,10 @@ export async function readBlobRange(
     } catch (err) {
       if (signal?.aborted || classifyFailure(err) === 'canceled') throw canceled(`${what}: canceled`, undefined, err);
       if (!resumable(err)) throw err;
-      failures++;
-      if (failures >= r.limits.maxAttempts)
-        throw unavailable(`${what}: transfer broke ${failures} times (${describeFailure(err)})`, { digest: desc.digest, offset });
-      const wait = backoffDelayMs(failures - 1, r.limits);
-      r.logger.warn({ digest: desc.digest, offset, waitMs: wait, reason: describeFailure(err) }, 'range transfer broke; retrying');
-      await sleep(wait, signal);
+      if (last) throw unavailable(`${what}: transfer broke ${number} times (${describeFailure(err)})`, { digest: desc.digest, offset });
+      throw new RetryLater(`range transfer broke: ${describeFailure(err)}`, undefined, err);
     } finally {
       if (!res.body.destroyed) res.body.destroy();
     }
-  }
+  });
 }

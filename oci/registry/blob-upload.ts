@@ -17,10 +17,11 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import { codeOf, dataCorrupt, ErrorCode, invalidArgument, unavailable, wrap } from '../../common/errors';
 import type { Descriptor } from '../types';
-import { checkDigest, checkRepository, type Requester } from './client';
 import { header, type HttpResponse } from './http';
-import { backoffDelayMs, sleep } from './retry';
+import { checkDigest, checkRepository } from './names';
+import { RetryLater } from './retry';
 import { statusError } from './status-error';
+import type { Requester } from './types';
 
 /** Blob content to push: bytes in memory, or a file the caller already verified. */
 export type BlobContent = { bytes: Buffer } | { path: string };
@@ -190,7 +191,18 @@ export async function pushBlob(
     return 'exists';
   }
   let mountTried = mountFrom === undefined || mountFrom === repo;
-  for (let attempt = 1; ; attempt++) {
+  let broken: unknown;
+  return r.retry.run({ what, attempts: r.limits.maxUploadAttempts, signal, log: { digest: desc.digest } }, async ({ number, last }) => {
+    if (number > 1) {
+      // The previous session broke: its final PUT may have landed.
+      let landed: number | undefined;
+      try {
+        landed = await r.headBlob(repo, desc.digest, { signal });
+      } catch (headErr) {
+        throw wrap(headErr, `${(broken as Error).message}; then, checking whether the blob landed`);
+      }
+      if (landed !== undefined) return 'uploaded';
+    }
     try {
       let location: URL;
       if (!mountTried) {
@@ -205,17 +217,9 @@ export async function pushBlob(
       else await putChunked(r, repo, desc, content, location, what, signal);
       return 'uploaded';
     } catch (err) {
-      if (!restartable(err) || attempt >= r.limits.maxUploadAttempts) throw err;
-      const wait = backoffDelayMs(attempt - 1, r.limits);
-      r.logger.warn({ digest: desc.digest, attempt, waitMs: wait, code: codeOf(err) }, 'blob upload session failed; starting over');
-      await sleep(wait, signal);
-      let landed: number | undefined;
-      try {
-        landed = await r.headBlob(repo, desc.digest, { signal });
-      } catch (headErr) {
-        throw wrap(headErr, `${(err as Error).message}; then, checking whether the blob landed`);
-      }
-      if (landed !== undefined) return 'uploaded';
+      if (!restartable(err) || last) throw err;
+      broken = err;
+      throw new RetryLater(`upload session failed (${codeOf(err)}); starting over`, undefined, err);
     }
-  }
+  });
 }

@@ -22,9 +22,12 @@ import { Authorizer } from './auth';
 import { openVerifiedBlob, readBlobRange, readSmallBlob } from './blob-read';
 import { type BlobContent, type PushResult, mountBlob, pushBlob } from './blob-upload';
 import { resolveCredentials } from './credentials';
-import { type HttpResponse, HttpTransport, type Method, createAgent, header, readCapped } from './http';
+import { type HttpResponse, HttpTransport, createAgent, header, readCapped } from './http';
 import { type RegistryLimits, resolveLimits } from './limits';
+import { checkDigest, checkReference, checkRepository, isDigest } from './names';
+import { type Clock, RetryPolicy, systemClock } from './retry';
 import { statusError } from './status-error';
+import type { CallOptions, Requester, RequestSpec } from './types';
 
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [
   MediaType.OciManifest,
@@ -33,10 +36,6 @@ export const MANIFEST_MEDIA_TYPES: readonly string[] = [
   MediaType.DockerManifestList,
 ];
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
-
-const REPOSITORY = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 export interface RegistryClientOptions {
   /** Registry domain as the user wrote it, with port: "localhost:5000", "docker.io". */
@@ -47,48 +46,9 @@ export interface RegistryClientOptions {
   push?: boolean;
   /** Overrides of the named limits (tests make retries fast). */
   limits?: Partial<RegistryLimits>;
+  /** Time for the retry policy (backoff waits, Retry-After dates); default the system's. */
+  clock?: Clock;
 }
-
-export interface CallOptions {
-  signal?: AbortSignal;
-}
-
-/** One request through the client (used by the blob modules). */
-export interface RequestSpec {
-  method: Method;
-  /** A path under the registry ("/v2/...") or an absolute URL (upload locations). */
-  target: string | URL;
-  repo: string;
-  headers?: Record<string, string>;
-  body?: () => Buffer | Readable;
-  /** Further token scopes, e.g. pull on the source repository of a mount. */
-  extraScopes?: string[];
-  retry: boolean;
-  what: string;
-  signal?: AbortSignal;
-}
-
-/** What the blob modules need from a client: requests, limits and a logger. */
-export interface Requester {
-  readonly limits: RegistryLimits;
-  readonly logger: Logger;
-  request(spec: RequestSpec): Promise<HttpResponse>;
-  blobPath(repo: string, digest: string): string;
-  headBlob(repo: string, digest: string, opts?: CallOptions): Promise<number | undefined>;
-}
-
-export function checkRepository(repo: string): void {
-  if (repo.length > 255 || !REPOSITORY.test(repo)) throw invalidArgument(`invalid repository name ${JSON.stringify(repo)}`);
-}
-
-export function checkDigest(digest: string): void {
-  if (!DIGEST.test(digest)) throw invalidArgument(`unsupported or malformed digest ${JSON.stringify(digest)} (nyd accepts sha256 only)`);
-}
-
-function checkReference(reference: string): void {
-  if (!TAG.test(reference) && !DIGEST.test(reference)) throw invalidArgument(`invalid tag or digest ${JSON.stringify(reference)}`);
-}
-
 
 export class RegistryClient implements Requester {
   readonly domain: string;
@@ -96,12 +56,13 @@ export class RegistryClient implements Requester {
   readonly origin: string;
   readonly limits: RegistryLimits;
   readonly logger: Logger;
+  readonly retry: RetryPolicy;
   private readonly agent: Agent;
   private readonly transport: HttpTransport;
   private readonly auth: Authorizer;
   private readonly push: boolean;
 
-  constructor({ domain, opts = {}, logger = nullLogger, push = false, limits }: RegistryClientOptions) {
+  constructor({ domain, opts = {}, logger = nullLogger, push = false, limits, clock = systemClock }: RegistryClientOptions) {
     this.domain = domain;
     this.host = registryHost(domain);
     let base: URL;
@@ -118,7 +79,8 @@ export class RegistryClient implements Requester {
     this.logger = logger.child({ component: 'registry', registry: this.host });
     this.push = push;
     this.agent = createAgent(opts.caFile, this.limits);
-    this.transport = new HttpTransport(this.agent, this.limits, this.logger);
+    this.retry = new RetryPolicy(this.limits, this.logger, clock);
+    this.transport = new HttpTransport(this.agent, this.limits, this.logger, this.retry);
     this.auth = new Authorizer({
       host: this.host,
       secure: !insecure,
@@ -177,7 +139,7 @@ export class RegistryClient implements Requester {
     if (res.status !== 200) throw await statusError(res, what, this.limits);
     const bytes = await readCapped(res, this.limits.maxManifestBytes, what);
     const digest = sha256Digest(bytes);
-    if (DIGEST.test(reference) && reference !== digest)
+    if (isDigest(reference) && reference !== digest)
       throw dataCorrupt(`${what}: content has digest ${digest}`, { expected: reference, actual: digest });
     const claimed = header(res, 'docker-content-digest');
     if (claimed !== undefined && claimed.startsWith('sha256:') && claimed !== digest)
@@ -198,9 +160,9 @@ export class RegistryClient implements Requester {
     await res.body.dump().catch(() => undefined);
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw await statusError(res, what, this.limits);
-    const digest = header(res, 'docker-content-digest') ?? (DIGEST.test(reference) ? reference : undefined);
-    if (digest === undefined || !DIGEST.test(digest)) throw unsupported(`${what}: the registry gave no sha256 Docker-Content-Digest`);
-    if (DIGEST.test(reference) && digest !== reference) throw dataCorrupt(`${what}: registry names it ${digest}`);
+    const digest = header(res, 'docker-content-digest') ?? (isDigest(reference) ? reference : undefined);
+    if (digest === undefined || !isDigest(digest)) throw unsupported(`${what}: the registry gave no sha256 Docker-Content-Digest`);
+    if (isDigest(reference) && digest !== reference) throw dataCorrupt(`${what}: registry names it ${digest}`);
     const mediaType = (header(res, 'content-type') ?? '').split(';')[0]?.trim() ?? '';
     return { mediaType, digest, size: Number(header(res, 'content-length') ?? 0) };
   }
@@ -209,7 +171,7 @@ export class RegistryClient implements Requester {
   async putManifest(repo: string, reference: string, mediaType: string, bytes: Buffer, { signal }: CallOptions = {}): Promise<string> {
     checkReference(reference);
     const digest = sha256Digest(bytes);
-    if (DIGEST.test(reference) && reference !== digest) throw invalidArgument(`manifest bytes have digest ${digest}, not ${reference}`);
+    if (isDigest(reference) && reference !== digest) throw invalidArgument(`manifest bytes have digest ${digest}, not ${reference}`);
     const what = `pushing manifest ${reference} to ${this.host}/${repo}`;
     const res = await this.request({
       method: 'PUT',

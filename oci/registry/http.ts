@@ -2,8 +2,8 @@
  * One HTTP exchange with a registry or its storage, on undici: TLS with the
  * system CAs plus a CA file, per-request timeouts, manual redirects for
  * GET/HEAD that never carry the registry's Authorization to another origin,
- * and bounded retries with backoff for 5xx, 429 (Retry-After), resets and
- * timeouts when the caller says the request may be repeated.
+ * and bounded retries (retry.ts's RetryPolicy) for 5xx, 429 (Retry-After),
+ * resets and timeouts when the caller says the request may be repeated.
  *
  * Nothing here logs or throws header values or query strings: URLs appear in
  * messages as origin + path only (storage redirects carry signatures in the
@@ -16,7 +16,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { canceled, limitExceeded, timeout, unavailable, unsupported, wrap } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { RegistryLimits } from './limits';
-import { backoffDelayMs, classifyFailure, isRetryableStatus, parseRetryAfter, sleep } from './retry';
+import { classifyFailure, isRetryableStatus, RetryLater, type RetryPolicy } from './retry';
 import { statusError } from './status-error';
 
 /** Debian/Ubuntu, Fedora/RHEL and Alpine locations of the system CA bundle. */
@@ -134,6 +134,8 @@ export class HttpTransport {
     private readonly agent: Dispatcher,
     private readonly limits: RegistryLimits,
     private readonly logger: Logger,
+    /** The policy send() retries with: the owner's, shared with its blob modules. */
+    private readonly retry: RetryPolicy,
   ) {}
 
   /**
@@ -141,40 +143,21 @@ export class HttpTransport {
    * that is not retryable; throws Unavailable/Timeout once attempts run out,
    * Canceled when the signal aborts.
    */
-  async send(req: HttpRequest, opts: SendOptions): Promise<HttpResponse> {
-    const attempts = opts.retry ? this.limits.maxAttempts : 1;
-    for (let attempt = 1; ; attempt++) {
-      if (req.signal?.aborted) throw canceled(`${opts.what}: canceled`);
+  send(req: HttpRequest, opts: SendOptions): Promise<HttpResponse> {
+    const spec = { what: opts.what, attempts: opts.retry ? this.limits.maxAttempts : 1, signal: req.signal, log: { url: redactUrl(req.url) } };
+    return this.retry.run(spec, async ({ number, last }) => {
       let res: HttpResponse;
       try {
         res = await this.followRedirects(req, opts.what);
       } catch (err) {
-        const kind = classifyFailure(err);
-        if (kind === 'canceled' || req.signal?.aborted) throw canceled(`${opts.what}: canceled`, undefined, err);
-        const code = (err as { code?: unknown }).code;
-        if (typeof code === 'string' && code.startsWith('NYD_')) throw err;
-        const reason = describeFailure(err);
-        if (kind === 'fatal') throw unavailable(`${opts.what}: ${reason}`, { url: redactUrl(req.url) }, err);
-        if (attempt >= attempts) {
-          const make = kind === 'timeout' ? timeout : unavailable;
-          throw make(`${opts.what}: ${reason} (after ${attempt} attempt${attempt > 1 ? 's' : ''})`, { url: redactUrl(req.url), attempts: attempt }, err);
-        }
-        const wait = backoffDelayMs(attempt - 1, this.limits);
-        this.logger.warn({ url: redactUrl(req.url), attempt, waitMs: wait, reason }, 'registry request failed; retrying');
-        await sleep(wait, req.signal);
-        continue;
+        throw transportFailure(err, { what: opts.what, url: req.url, attempt: number, last, signal: req.signal });
       }
       if (!isRetryableStatus(res.status) || !opts.retry) return res;
-      if (attempt >= attempts) throw await statusError(res, `${opts.what} (after ${attempt} attempts)`, this.limits);
-      const hinted =
-        res.status === 429 || res.status === 503
-          ? parseRetryAfter(header(res, 'retry-after'), Date.now(), this.limits.maxRetryAfterMs)
-          : undefined;
-      const wait = hinted ?? backoffDelayMs(attempt - 1, this.limits);
+      if (last) throw await statusError(res, `${opts.what} (after ${number} attempts)`, this.limits);
+      const hinted = res.status === 429 || res.status === 503 ? this.retry.retryAfter(header(res, 'retry-after')) : undefined;
       await res.body.dump().catch(() => undefined);
-      this.logger.warn({ url: redactUrl(res.url), status: res.status, attempt, waitMs: wait }, 'registry answered with a retryable status; retrying');
-      await sleep(wait, req.signal);
-    }
+      throw new RetryLater(`registry answered ${res.status}`, hinted);
+    });
   }
 
   private async followRedirects(req: HttpRequest, what: string): Promise<HttpResponse> {
@@ -220,6 +203,27 @@ export class HttpTransport {
       url = next;
     }
   }
+}
+
+/**
+ * What a thrown transport error becomes after attempt `attempt`: Canceled
+ * when the signal aborted; our own errors as they are; RetryLater for resets
+ * and timeouts while attempts remain; else Unavailable or Timeout with the
+ * attempt count.
+ */
+export function transportFailure(
+  err: unknown,
+  { what, url, attempt, last, signal }: { what: string; url: URL; attempt: number; last: boolean; signal: AbortSignal | undefined },
+): Error {
+  const kind = classifyFailure(err);
+  if (kind === 'canceled' || signal?.aborted) return canceled(`${what}: canceled`, undefined, err);
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('NYD_')) return err as Error;
+  const reason = describeFailure(err);
+  if (kind === 'fatal') return unavailable(`${what}: ${reason}`, { url: redactUrl(url) }, err);
+  if (!last) return new RetryLater(reason, undefined, err);
+  const make = kind === 'timeout' ? timeout : unavailable;
+  return make(`${what}: ${reason} (after ${attempt} attempt${attempt > 1 ? 's' : ''})`, { url: redactUrl(url), attempts: attempt }, err);
 }
 
 /** A transport failure as text for people: its code and message, never headers. */

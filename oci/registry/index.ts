@@ -19,6 +19,8 @@ export { RegistrySource, formatRegistryRef, type RegistryRef } from './source';
 export { RegistryTarget, type RegistryTargetOptions } from './target';
 export { DEFAULT_REGISTRY_LIMITS, type RegistryLimits } from './limits';
 export type { BlobContent, PushResult } from './blob-upload';
+export { type Clock, RetryPolicy, systemClock } from './retry';
+export type { CallOptions, Requester, RequestSpec } from './types';
 
 /** TransportOptions plus the wiring the registry transport takes (oci/open.ts passes its OpenOptions here). */
 export interface RegistryOpenOptions extends TransportOptions {

@@ -1,10 +1,30 @@
 /**
- * Retry policy pieces, pure and separately testable: which failures are worth
- * another try, how long to wait (exponential backoff with jitter, or the
- * server's Retry-After, capped), and an abortable sleep.
+ * The one retry policy of registry requests: which failures are worth another
+ * try, how long to wait (exponential backoff with jitter, or the server's
+ * Retry-After, capped), and the loop that repeats an attempt. Every retrying
+ * part of the registry client goes through RetryPolicy: the request loop of
+ * http.ts (5xx, 429, resets, timeouts), the resumed body reads of
+ * blob-read.ts (Range from the byte received) and the upload-session
+ * restarts of blob-upload.ts. The clock is injected, so tests see the waits
+ * without waiting.
+ *
+ * Why not undici's retry interceptor (lib/handler/retry-handler.js): it fails
+ * a resumed read the server answers with 200 instead of 206 ("server does not
+ * support the range header"), where we restart and discard the received
+ * prefix; it counts request retries and body resumptions in one counter
+ * (MAX_ATTEMPTS vs MAX_STREAM_RESUMES here); it never repeats a request whose
+ * body is a stream (ours make a fresh body per attempt); it caps Retry-After
+ * with the backoff cap and draws no jitter; and it cannot restart an upload
+ * session, which is several requests.
+ *
+ * Contract of run()/resume(): the attempt function gets its number (from 1)
+ * and whether it is the last one. To ask for another attempt it throws
+ * RetryLater (only when not last); anything else it throws ends the loop
+ * as is, so each caller decides its final error (with its own context).
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { canceled } from '../../common/errors';
+import { canceled, unavailable } from '../../common/errors';
+import { type Logger, nullLogger } from '../../common/logger';
 import type { RegistryLimits } from './limits';
 
 /** How a thrown transport error should be treated. */
@@ -89,5 +109,99 @@ export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   } catch (err) {
     if (signal?.aborted) throw canceled('registry operation canceled', undefined, err);
     throw err;
+  }
+}
+
+/** Time as the retry policy sees it (tests inject one that records waits instead of waiting). */
+export interface Clock {
+  /** Milliseconds since the epoch (for Retry-After dates). */
+  now(): number;
+  /** Wait `ms`; reject with Canceled when `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** Uniform in [0, 1): the backoff jitter. */
+  random(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now(), sleep, random: Math.random };
+
+/** Thrown by an attempt to ask for another one; `retryAfterMs` replaces the backoff delay (a server's hint). */
+export class RetryLater extends Error {
+  constructor(
+    readonly reason: string,
+    readonly retryAfterMs?: number,
+    cause?: unknown,
+  ) {
+    super(reason, cause === undefined ? undefined : { cause });
+  }
+}
+
+export interface Attempt {
+  /** 1 for the first attempt. */
+  readonly number: number;
+  /** No further attempt follows: fail with the final error instead of RetryLater. */
+  readonly last: boolean;
+}
+
+export interface RetrySpec {
+  /** What is attempted, for logs and messages: "manifest latest of library/alpine". */
+  what: string;
+  /** Attempts in all, the first included (at least 1). */
+  attempts: number;
+  signal?: AbortSignal;
+  /** Fields added to the warning logged before each retry. */
+  log?: Record<string, unknown>;
+}
+
+export type RetryLimits = Pick<RegistryLimits, 'backoffBaseMs' | 'backoffMaxMs' | 'maxRetryAfterMs'>;
+
+export class RetryPolicy {
+  constructor(
+    private readonly limits: RetryLimits,
+    private readonly logger: Logger = nullLogger,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  /** A Retry-After header value as a wait in ms (capped at maxRetryAfterMs), or undefined. */
+  retryAfter(value: string | undefined): number | undefined {
+    return parseRetryAfter(value, this.clock.now(), this.limits.maxRetryAfterMs);
+  }
+
+  /** Run `attempt` until it returns, throws something other than RetryLater, or the attempts run out. */
+  async run<T>(spec: RetrySpec, attempt: (a: Attempt) => Promise<T>): Promise<T> {
+    for (let n = 1; ; n++) {
+      if (spec.signal?.aborted) throw canceled(`${spec.what}: canceled`);
+      try {
+        return await attempt({ number: n, last: n >= spec.attempts });
+      } catch (err) {
+        await this.between(spec, n, err);
+      }
+    }
+  }
+
+  /**
+   * The chunks of `round`, repeated from a new round after it throws
+   * RetryLater: the round resumes where the previous one stopped (it keeps
+   * its own position). Ending the iteration early ends the current round's.
+   */
+  async *resume<T>(spec: RetrySpec, round: (a: Attempt) => AsyncIterable<T>): AsyncGenerator<T> {
+    for (let n = 1; ; n++) {
+      if (spec.signal?.aborted) throw canceled(`${spec.what}: canceled`);
+      try {
+        yield* round({ number: n, last: n >= spec.attempts });
+        return;
+      } catch (err) {
+        await this.between(spec, n, err);
+      }
+    }
+  }
+
+  /** After attempt `n` threw `err`: rethrow it, or wait before the next attempt. */
+  private async between(spec: RetrySpec, n: number, err: unknown): Promise<void> {
+    if (!(err instanceof RetryLater)) throw err;
+    if (n >= spec.attempts)
+      throw unavailable(`${spec.what}: ${err.reason} (after ${n} attempt${n > 1 ? 's' : ''})`, { attempts: n }, err.cause ?? err);
+    const waitMs = err.retryAfterMs ?? backoffDelayMs(n - 1, this.limits, () => this.clock.random());
+    this.logger.warn({ ...spec.log, what: spec.what, attempt: n, waitMs, reason: err.reason }, 'registry operation failed; retrying');
+    await this.clock.sleep(waitMs, spec.signal);
   }
 }

@@ -1,6 +1,7 @@
 /**
  * The metrics endpoint: a plain node:http server answering GET /metrics with
- * the registry's text exposition (Content-Type text/plain; version=0.0.4).
+ * prom-client's text exposition of the registry (Content-Type text/plain;
+ * version=0.0.4).
  * Anything else: 404 (405 for other methods on /metrics).
  *
  * Bounds: at most MAX_METRICS_CONNECTIONS connections; a request must arrive
@@ -15,6 +16,7 @@ import type { MetricsRegistry } from './registry';
 export const METRICS_PATH = '/metrics';
 export const MAX_METRICS_CONNECTIONS = 32;
 export const METRICS_REQUEST_TIMEOUT_MS = 10_000;
+/** What prom-client's registry answers with (Registry.PROMETHEUS_CONTENT_TYPE). */
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export interface MetricsServerOptions {
@@ -47,16 +49,16 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
       return;
     }
-    let body: string;
-    try {
-      body = opts.registry.expose();
-    } catch (err) {
-      logger.error({ err: (err as Error).message }, 'rendering metrics failed');
-      res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
-      return;
-    }
-    res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(body) });
-    res.end(req.method === 'HEAD' ? undefined : body);
+    opts.registry.expose().then(
+      (body) => {
+        res.writeHead(200, { 'content-type': opts.registry.contentType, 'content-length': Buffer.byteLength(body) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (err: unknown) => {
+        logger.error({ err: (err as Error).message }, 'rendering metrics failed');
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
+      },
+    );
   });
   server.maxConnections = MAX_METRICS_CONNECTIONS;
   server.requestTimeout = METRICS_REQUEST_TIMEOUT_MS;

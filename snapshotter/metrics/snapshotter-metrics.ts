@@ -70,7 +70,9 @@ export class SnapshotterMetrics {
     this.fetchRequests = r.counter('nyd_fetch_requests_total', 'Ranged fetch requests made by lazily served mounts.');
     this.cacheHits = r.counter('nyd_cache_hits_total', 'Chunk reads answered by the blob cache.');
     this.cacheMisses = r.counter('nyd_cache_misses_total', 'Chunk reads that had to fetch from a remote source.');
-    this.readLatency = r.histogram('nyd_read_latency_seconds', 'Latency of chunk reads asked for by FUSE reads.', READ_LATENCY_BUCKETS_S);
+    this.readLatency = r.histogram('nyd_read_latency_seconds', 'Latency of chunk reads asked for by FUSE reads.', READ_LATENCY_BUCKETS_S, [], {
+      mergeable: true,
+    });
     this.mounts = r.gauge('nyd_mounts', 'Lazily served image mounts.');
     this.snapshotOps = r.histogram('nyd_snapshot_op_seconds', 'Snapshots gRPC calls by method and gRPC status.', SNAPSHOT_OP_BUCKETS_S, ['op', 'code']);
     this.sourceReads = r.counter('nyd_source_reads_total', 'Read attempts per blob source and result (ok, error, miss, skipped).', ['source', 'result']);

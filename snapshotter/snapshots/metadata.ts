@@ -1,5 +1,5 @@
 /**
- * Snapshot metadata in SQLite (better-sqlite3): one row per snapshot. This
+ * Snapshot metadata in SQLite (through native/sqlite.ts): one row per snapshot. This
  * file enforces the row invariants of the contract in types.ts; overlay.ts
  * pairs every row change with its directory work.
  *
@@ -22,8 +22,8 @@
  * The connection uses locking_mode=EXCLUSIVE: a second process opening the
  * same database fails at open (FailedPrecondition) instead of racing us.
  */
-import Database from 'better-sqlite3';
 import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound, wrap } from '../../common/errors';
+import { isSqliteBusy, openSqlite, type SqliteDatabase, type SqliteStatement } from '../../native/sqlite';
 import { Kind, type Labels, type Usage } from './types';
 
 /** Bumped when the table layout changes; a database with a newer version is refused. */
@@ -109,11 +109,11 @@ function toRow(raw: RawRow): SnapshotRow {
 
 export class MetaStore {
   /** Prepared statements by SQL text (a handful, compiled once). */
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements = new Map<string, SqliteStatement>();
 
-  private constructor(private readonly db: Database.Database) {}
+  private constructor(private readonly db: SqliteDatabase) {}
 
-  private stmt(sql: string): Database.Statement {
+  private stmt(sql: string): SqliteStatement {
     let s = this.statements.get(sql);
     if (s === undefined) {
       s = this.db.prepare(sql);
@@ -124,13 +124,9 @@ export class MetaStore {
 
   /** Open (creating if needed) the database file; fails with FailedPrecondition when another process holds it. */
   static open(file: string): MetaStore {
-    let db: Database.Database | undefined;
+    let db: SqliteDatabase | undefined;
     try {
-      db = new Database(file, { timeout: 0 });
-      db.pragma('locking_mode = EXCLUSIVE');
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      db.pragma('foreign_keys = ON');
+      db = openSqlite(file, { exclusive: true });
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) throw failedPrecondition(`${file}: schema version ${version} is newer than ${SCHEMA_VERSION}`);
       const conn = db;
@@ -155,7 +151,7 @@ export class MetaStore {
       return new MetaStore(db);
     } catch (err) {
       db?.close();
-      if ((err as { code?: string }).code === 'SQLITE_BUSY') {
+      if (isSqliteBusy(err)) {
         throw failedPrecondition(`${file} is in use by another process`, { file }, err);
       }
       throw wrap(err, `cannot open snapshot metadata ${file}`, { file });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { registryHost } from '../../../oci/reference';
-import { RegistryClient, checkDigest, checkRepository, manifestMediaType } from '../../../oci/registry/client';
+import { RegistryClient, manifestMediaType } from '../../../oci/registry/client';
+import { checkDigest, checkRepository } from '../../../oci/registry/names';
 import { MediaType } from '../../../oci/types';
 
 describe('RegistryClient wiring', () => {

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { RegistryClient, registryTransport } from '../../../oci/registry/index';
 import type { RegistryLimits } from '../../../oci/registry/limits';
-import { backoffDelayMs, classifyFailure, isRetryableStatus, parseRetryAfter } from '../../../oci/registry/retry';
+import { backoffDelayMs, type Clock, classifyFailure, isRetryableStatus, parseRetryAfter, RetryLater, RetryPolicy } from '../../../oci/registry/retry';
 import { type FaultProxy, startFaultProxy } from '../../helpers/fault-proxy';
 import { startRegistry, type TestRegistry } from '../../helpers/registry';
 import { collect, makeTestImage, pushImage, type TestImage } from './image-fixture';
@@ -46,6 +46,89 @@ describe('retry policy', () => {
     expect(classifyFailure(Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_TIMEOUT' }))).toBe('timeout');
     expect(classifyFailure(Object.assign(new Error('x'), { name: 'AbortError' }))).toBe('canceled');
     expect(classifyFailure(new Error('certificate has expired'))).toBe('fatal');
+  });
+});
+
+/** A clock that records the waits asked of it and returns at once (time stands at `now`). */
+function recordingClock(now = Date.parse('2024-01-01T00:00:00Z'), random = 1): Clock & { waits: number[] } {
+  const waits: number[] = [];
+  return {
+    waits,
+    now: () => now,
+    random: () => random,
+    sleep: async (ms: number, signal?: AbortSignal) => {
+      if (signal?.aborted) throw Object.assign(new Error('aborted'), { code: ErrorCode.Canceled });
+      waits.push(ms);
+    },
+  };
+}
+
+describe('RetryPolicy', () => {
+  const limits = { backoffBaseMs: 100, backoffMaxMs: 1000, maxRetryAfterMs: 5000 };
+
+  it('repeats an attempt that asks for it, backing off, and returns the first result', async () => {
+    const clock = recordingClock();
+    const policy = new RetryPolicy(limits, undefined, clock);
+    const seen: Array<[number, boolean]> = [];
+    const got = await policy.run({ what: 'x', attempts: 4 }, async ({ number, last }) => {
+      seen.push([number, last]);
+      if (number < 3) throw new RetryLater('flaky');
+      return 'ok';
+    });
+    expect(got).toBe('ok');
+    expect(seen).toEqual([[1, false], [2, false], [3, false]]);
+    expect(clock.waits).toEqual([100, 200]);
+  });
+
+  it('waits what the server asked instead of the backoff', async () => {
+    const clock = recordingClock();
+    const policy = new RetryPolicy(limits, undefined, clock);
+    let n = 0;
+    await policy.run({ what: 'x', attempts: 3 }, async () => {
+      if (n++ === 0) throw new RetryLater('429', policy.retryAfter('Mon, 01 Jan 2024 00:00:03 GMT'));
+    });
+    expect(clock.waits).toEqual([3000]);
+  });
+
+  it('passes other errors through at once and gives up with Unavailable after the last attempt', async () => {
+    const clock = recordingClock();
+    const policy = new RetryPolicy(limits, undefined, clock);
+    const boom = new Error('boom');
+    await expect(policy.run({ what: 'x', attempts: 3 }, async () => { throw boom; })).rejects.toBe(boom);
+    expect(clock.waits).toEqual([]);
+    await expect(policy.run({ what: 'thing', attempts: 3 }, async () => { throw new RetryLater('still broken'); })).rejects.toMatchObject({
+      code: ErrorCode.Unavailable,
+      message: 'thing: still broken (after 3 attempts)',
+    });
+    expect(clock.waits).toEqual([100, 200]);
+  });
+
+  it('resumes an iteration where the previous round stopped', async () => {
+    const clock = recordingClock();
+    const policy = new RetryPolicy(limits, undefined, clock);
+    let next = 0;
+    async function* round({ number }: { number: number }): AsyncGenerator<number> {
+      while (next < 5) {
+        if (number === 1 && next === 2) throw new RetryLater('reset');
+        yield next++;
+      }
+    }
+    const got: number[] = [];
+    for await (const v of policy.resume({ what: 'x', attempts: 2 }, round)) got.push(v);
+    expect(got).toEqual([0, 1, 2, 3, 4]);
+    expect(clock.waits).toEqual([100]);
+  });
+
+  it('stops with Canceled when the signal aborts between attempts', async () => {
+    const ac = new AbortController();
+    const policy = new RetryPolicy(limits, undefined, recordingClock());
+    const err = await policy
+      .run({ what: 'x', attempts: 5, signal: ac.signal }, async () => {
+        ac.abort();
+        throw new RetryLater('flaky');
+      })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.Canceled });
   });
 });
 
@@ -100,18 +183,16 @@ describe('through the fault proxy', () => {
   });
 
   it('waits for Retry-After on 429, in seconds and as an HTTP date', async () => {
+    const clock = recordingClock(Date.parse('2024-01-01T00:00:00Z'));
+    const c = (client = new RegistryClient({ domain: proxy.host, opts: { plainHttp: true }, limits, clock }));
     proxy.addRule({ method: 'GET', path: /\/manifests\//, times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': '1' } } });
-    let t0 = Date.now();
-    await open().getManifest(REPO, 'v1');
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(950);
+    await c.getManifest(REPO, 'v1');
     expect(proxy.requests.map((r) => r.status)).toEqual([429, 200]);
-
-    const at = new Date(Math.ceil((Date.now() + 2000) / 1000) * 1000);
-    proxy.addRule({ method: 'GET', path: /\/manifests\//, times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': at.toUTCString() } } });
-    t0 = Date.now();
-    await client.getManifest(REPO, 'v1');
-    expect(Date.now()).toBeGreaterThanOrEqual(at.getTime() - 50);
-    expect(Date.now() - t0).toBeLessThan(limits.maxRetryAfterMs as number + 1000);
+    proxy.addRule({ method: 'GET', path: /\/manifests\//, times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': 'Mon, 01 Jan 2024 00:00:02 GMT' } } });
+    await c.getManifest(REPO, 'v1');
+    proxy.addRule({ method: 'GET', path: /\/manifests\//, times: 1, action: { kind: 'status', status: 503, headers: { 'retry-after': '120' } } });
+    await c.getManifest(REPO, 'v1');
+    expect(clock.waits).toEqual([1000, 2000, limits.maxRetryAfterMs]);
   });
 
   it('resumes a blob stream with Range after a reset mid-transfer', async () => {
@@ -168,14 +249,14 @@ describe('through the fault proxy', () => {
 
   it('fails with Unavailable after a bounded number of attempts when failures persist', async () => {
     proxy.addRule({ method: 'GET', path: /\/manifests\//, action: { kind: 'status', status: 503 } });
-    const t0 = Date.now();
-    const err = await open().getManifest(REPO, 'v1').catch((e: unknown) => e);
-    const elapsed = Date.now() - t0;
+    const clock = recordingClock();
+    const c = (client = new RegistryClient({ domain: proxy.host, opts: { plainHttp: true }, limits, clock }));
+    const err = await c.getManifest(REPO, 'v1').catch((e: unknown) => e);
     expect(err).toMatchObject({ code: ErrorCode.Unavailable });
     expect((err as Error).message).toMatch(/503.*after 4 attempts|after 4 attempts.*503/);
     expect(proxy.requests).toHaveLength(4);
-    // 3 backoffs of at most 20, 40, 80 ms plus four quick answers.
-    expect(elapsed).toBeLessThan(2000);
+    // Three backoffs, each the full (random() = 1) doubling delay: 20, 40, 80 ms.
+    expect(clock.waits).toEqual([20, 40, 80]);
   });
 
   it('gives up on a blob stream that keeps breaking', async () => {
