@@ -130,6 +130,7 @@ const MOUNT_ATTR = { nosuid: 0x2, nodev: 0x4, noexec: 0x8 } as const;
  * with the kernel's own explanation in parentheses.
  */
 export function mountErofs(image: string, target: string, devices: readonly string[], opts: ErofsMountOptions = {}): void {
+  if (!Array.isArray(devices)) throw invalidArgument('mountErofs: devices must be an array of paths');
   let attrs = 0;
   for (const key of Object.keys(MOUNT_ATTR) as Array<keyof typeof MOUNT_ATTR>) if (opts[key] === true) attrs |= MOUNT_ATTR[key];
   load().mountErofs(image, target, [...devices], attrs);
