@@ -144,7 +144,8 @@ export const SAMPLE = {
  * An image exercising what EROFS stores: wide and deep directories, 255-byte
  * names, a multi-chunk file whose chunks 0 and 2 dedup to one address, ids
  * and times beyond compact inodes, every node type, hardlinks, xattrs of
- * every prefix, short and long symlinks. `huge` adds a file over 4 GiB (all
+ * every prefix, short and long symlinks, directories and symlinks with
+ * inline tails and with data blocks only. `huge` adds a file over 4 GiB (all
  * chunks one address).
  */
 export function sampleImage(opts: { huge?: boolean } = {}): { bootstrap: Bootstrap; uspace: Buffer } {
@@ -172,7 +173,11 @@ export function sampleImage(opts: { huge?: boolean } = {}): { bootstrap: Bootstr
   img.node(0, 'fifo', InodeType.Fifo);
   img.node(0, 'sock', InodeType.Socket, { mode: 0o755 });
   img.symlink(0, 'short-link', 'chunks.bin');
-  img.symlink(0, 'long-link', `${'x/'.repeat(1999)}end`, { xattrs: new Map([['trusted.on-link', Buffer.from('t')]]) });
+  // 4095 bytes: too long to sit inline next to its inode, so it gets a data block.
+  img.symlink(0, 'long-link', `${'x/'.repeat(2046)}end`, { xattrs: new Map([['trusted.on-link', Buffer.from('t')]]) });
+  // Its xattrs leave no room in the inode's block for its entries: they go to a data block too.
+  const plainDir = img.dir(0, 'plain-dir', { xattrs: new Map([['user.pad', bytesOf('pad', 4000)]]) });
+  img.file(plainDir, 'inside', Buffer.from('in a directory without inline entries\n'));
   img.file(0, 'xattrs', Buffer.from('attributes\n'), {
     mode: 0o750,
     xattrs: new Map([

@@ -69,6 +69,16 @@ describe('writeErofs', () => {
     expect(chunks[0].uoffset).toBe(chunks[2].uoffset);
   });
 
+  it('packs the tails of directories and symlinks next to their inodes when they fit, else uses data blocks', async () => {
+    const layout = async (p: string): Promise<number> => Number(/Layout: (\d+)/.exec(await dump(`--path=${p}`))![1]);
+    expect(await layout('/short-link')).toBe(2);
+    expect(await layout('/wide')).toBe(2); // many blocks, the last one inline
+    expect(await layout('/long-link')).toBe(0);
+    expect(await layout('/plain-dir')).toBe(0);
+    expect(await layout('/chunks.bin')).toBe(4);
+    expect(await layout('/empty')).toBe(0);
+  });
+
   it('uses compact inodes where the fields fit and extended ones otherwise', async () => {
     const size = async (p: string): Promise<number> => Number(/Inode size: (\d+)/.exec(await dump(`--path=${p}`))![1]);
     expect(await size('/fifo')).toBe(32);
