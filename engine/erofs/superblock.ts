@@ -31,6 +31,8 @@ export interface SuperblockFields {
   blocks: number;
   /** Number of extra devices (blobs). */
   devices: number;
+  /** First block of the shared xattr area (0 when there is none). */
+  xattrBlock: number;
 }
 
 /** Writes the superblock into `image` (block 0 must be zeroed). */
@@ -47,7 +49,8 @@ export function writeSuperblock(image: Buffer, f: SuperblockFields): void {
   // 32: fixed nanoseconds 0 (nyd stores whole seconds).
   sb.writeUInt32LE(f.blocks, 36);
   // 40: metadata area starts at block 0, so a nid is a byte offset / 32.
-  // 44: no shared xattr area. 48..79: uuid and volume name left zero (deterministic).
+  sb.writeUInt32LE(f.xattrBlock, 44);
+  // 48..79: uuid and volume name left zero (deterministic).
   sb.writeUInt32LE(EROFS_FEATURE_INCOMPAT_CHUNKED_FILE | EROFS_FEATURE_INCOMPAT_DEVICE_TABLE, 80);
   sb.writeUInt16LE(f.devices, 86);
   sb.writeUInt16LE(DEVICE_TABLE_OFFSET / EROFS_DEVICE_SLOT_SIZE, 88);

@@ -7,15 +7,18 @@
  *
  * Terms
  * - primary device (the "metadata image"): the bytes writeErofs() returns.
- *   Block 0 holds the superblock (at byte 1024) and the device table; inodes
- *   follow, then the data blocks of directories and symlinks too long to be
- *   inlined. Nothing else.
+ *   Block 0 holds the superblock (at byte 1024) and the device table; the
+ *   shared xattr area and the inodes follow, then the data blocks of
+ *   directories and symlinks too long to be inlined. Nothing else.
  * - block: EROFS_BLOCK_SIZE (4 KiB) = format-spec UNCOMPRESSED_ALIGN, so a
  *   chunk's uoffset is a whole device block.
  * - extra device k (1-based): the uncompressed address space of blob k-1 of
  *   the bootstrap, a regular file of uspace bytes (the engine's cache file
  *   for that blob, or a file served by FUSE). Device slot k-1 records its
  *   size in blocks and, as tag, the blob digest's hex.
+ * - shared xattr: an xattr (name and value) that two or more inodes carry,
+ *   stored once in the shared area after the device table; inodes list its
+ *   id. Others are stored inline in their inode.
  * - nid: an inode's number on disk, its byte offset in the metadata image
  *   divided by EROFS_ISLOT_SIZE (the metadata area starts at block 0).
  * - compact / extended inode: the 32- and 64-byte inode forms. Compact is
@@ -111,6 +114,8 @@ export const ErofsFileType = {
 
 /** Inline xattr area header: name filter u32, shared count u8, 7 reserved bytes. */
 export const EROFS_XATTR_IBODY_HEADER_SIZE = 12;
+/** Most shared xattr ids one inode lists (u8 h_shared_count); more stay inline. */
+export const EROFS_SHARED_XATTRS_MAX = 0xff;
 /** One xattr entry header: name length u8, prefix index u8, value size u16; name and value follow, padded to 4. */
 export const EROFS_XATTR_ENTRY_SIZE = 4;
 /** Largest xattr value an entry can describe (u16 e_value_size). nyd allows 65536. */

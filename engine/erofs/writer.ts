@@ -4,6 +4,7 @@
  *
  * Layout of the image, in this order:
  *   block 0: zeros, the superblock at 1024, the device table right after;
+ *   the shared xattr area (if any inodes share an xattr), from a new block;
  *   inodes in bootstrap index order (root first), each on a 32-byte slot:
  *     fixed part, inline xattrs, then either the tail of its data (symlinks
  *     and directories whose last block fits) or its chunk indexes (8-byte
@@ -35,7 +36,7 @@ import {
   MAX_PRIMARY_BLOCK,
   MAX_ROOT_NID,
 } from './types';
-import { encodeXattrs, xattrCount } from './xattr';
+import { encodeXattrs, sharedXattrs, xattrCount } from './xattr';
 
 const alignTo = (n: number, a: number): number => Math.ceil(n / a) * a;
 
@@ -75,9 +76,12 @@ export function writeErofs(b: Bootstrap): Buffer {
   const nlinks = linkCounts(b);
   const parents = parentsOf(b);
   const epoch = chooseEpoch(b.inodes);
-  const plans = b.inodes.map((inode, i) => planInode(b, i, inode, parents[i], nlinks[i], epoch, chunkFormat));
+  const shared = sharedXattrs(b.inodes.map((inode) => inode.xattrs));
+  const plans = b.inodes.map((inode, i) => planInode(b, i, inode, parents[i], nlinks[i], epoch, chunkFormat, shared.ids));
 
   let pos = DEVICE_TABLE_OFFSET + b.blobs.length * EROFS_DEVICE_SLOT_SIZE;
+  const xattrBlock = shared.area.length > 0 ? alignTo(pos, EROFS_BLOCK_SIZE) / EROFS_BLOCK_SIZE : 0;
+  if (shared.area.length > 0) pos = xattrBlock * EROFS_BLOCK_SIZE + shared.area.length;
   for (const plan of plans) pos = place(plan, alignTo(pos, EROFS_ISLOT_SIZE));
   let block = alignTo(pos, EROFS_BLOCK_SIZE) / EROFS_BLOCK_SIZE;
   for (const plan of plans) {
@@ -92,8 +96,9 @@ export function writeErofs(b: Bootstrap): Buffer {
   if (rootNid > MAX_ROOT_NID) throw limitExceeded(`erofs: root nid ${rootNid} exceeds ${MAX_ROOT_NID}`);
 
   const image = Buffer.alloc(size);
-  writeSuperblock(image, { rootNid, inodes: plans.length, epoch, blocks: block, devices: b.blobs.length });
+  writeSuperblock(image, { rootNid, inodes: plans.length, epoch, blocks: block, devices: b.blobs.length, xattrBlock });
   writeDeviceTable(image, b.blobs);
+  shared.area.copy(image, xattrBlock * EROFS_BLOCK_SIZE);
   plans.forEach((plan, i) => writeInode(image, b, i, plan, plans));
   return image;
 }
@@ -152,9 +157,18 @@ function nameBytes(name: string, where: string): Buffer {
   return bytes;
 }
 
-function planInode(b: Bootstrap, i: number, inode: Inode, parent: number, nlink: number, epoch: number, chunkFormat: number): Plan {
+function planInode(
+  b: Bootstrap,
+  i: number,
+  inode: Inode,
+  parent: number,
+  nlink: number,
+  epoch: number,
+  chunkFormat: number,
+  sharedIds: ReadonlyMap<string, number>,
+): Plan {
   const where = `erofs: inode ${i}`;
-  const xattrs = encodeXattrs(inode.xattrs, where);
+  const xattrs = encodeXattrs(inode.xattrs, sharedIds, where);
   const core: InodeCore = {
     extended: false,
     layout: ErofsLayout.FlatPlain,

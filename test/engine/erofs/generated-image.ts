@@ -144,7 +144,7 @@ export const SAMPLE = {
  * An image exercising what EROFS stores: wide and deep directories, 255-byte
  * names, a multi-chunk file whose chunks 0 and 2 dedup to one address, ids
  * and times beyond compact inodes, every node type, hardlinks, xattrs of
- * every prefix, short and long symlinks, directories and symlinks with
+ * every prefix (some shared by several inodes), short and long symlinks, directories and symlinks with
  * inline tails and with data blocks only. `huge` adds a file over 4 GiB (all
  * chunks one address).
  */
@@ -189,6 +189,15 @@ export function sampleImage(opts: { huge?: boolean } = {}): { bootstrap: Bootstr
     ]),
   });
   img.dir(0, 'acl-dir', { xattrs: new Map([['system.posix_acl_default', aclValue()]]) });
+  // Carried by two inodes (with the same value): stored once, in the shared area.
+  for (const name of ['cap-1', 'cap-2']) {
+    img.file(0, name, Buffer.from(`${name}\n`), {
+      xattrs: new Map([
+        ['security.capability', Buffer.from('0100000200200000000000000000000000000000', 'hex')],
+        ['user.own', Buffer.from(name)],
+      ]),
+    });
+  }
   if (opts.huge === true) img.repeated(0, 'huge', bytesOf('huge', c), SAMPLE.hugeChunks);
   return img.build();
 }

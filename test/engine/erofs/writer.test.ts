@@ -79,6 +79,19 @@ describe('writeErofs', () => {
     expect(await layout('/empty')).toBe(0);
   });
 
+  it('stores an xattr that several inodes carry once, in the shared area', async () => {
+    const sb = await dump('-s');
+    expect(Number(/shared xattr metadata start block:\s+(\d+)/.exec(sb)![1])).toBeGreaterThan(0);
+    // Inline: 12-byte header + one 4-byte shared id + the user.own entry (4 + 3 + 5, padded to 12).
+    expect(await dump('--path=/cap-1')).toMatch(/Xattr size: 28\b/);
+    // The file xattrs carries the same security.capability: one copy serves all three.
+    const image = readFileSync(meta);
+    const value = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+    let copies = 0;
+    for (let at = image.indexOf(value); at >= 0; at = image.indexOf(value, at + 1)) copies++;
+    expect(copies).toBe(1);
+  });
+
   it('uses compact inodes where the fields fit and extended ones otherwise', async () => {
     const size = async (p: string): Promise<number> => Number(/Inode size: (\d+)/.exec(await dump(`--path=${p}`))![1]);
     expect(await size('/fifo')).toBe(32);
