@@ -66,7 +66,12 @@ export function xattrKey(name: string, value: Uint8Array): string {
  */
 export function sharedXattrs(all: ReadonlyArray<ReadonlyMap<string, Uint8Array> | undefined>): { area: Buffer; ids: Map<string, number> } {
   const uses = new Map<string, number>();
-  for (const xattrs of all) for (const [name, value] of xattrs ?? []) uses.set(xattrKey(name, value), (uses.get(xattrKey(name, value)) ?? 0) + 1);
+  for (const xattrs of all) {
+    for (const [name, value] of xattrs ?? []) {
+      const key = xattrKey(name, value);
+      uses.set(key, (uses.get(key) ?? 0) + 1);
+    }
+  }
   const parts: Buffer[] = [];
   const ids = new Map<string, number>();
   let size = 0;
