@@ -9,7 +9,7 @@ export { encodeBootstrap, decodeBootstrap, decodeBootstrapHeader } from './boots
 export { encodeToc, decodeToc, encodeFooter, decodeFooter, blobTail, verifyBlob } from './blob';
 export { alignUp, tocAddresses } from './address-space';
 export { decodeUnit, decodeChunk, sliceChunk, checkUnitSize, chunkWhere, sha256 } from './chunk';
-export { lookup, walk, linkCounts, chunksFor, digestHex, compareNames, type WalkEntry, type ChunkSpan } from './tree';
+export { lookup, walk, linkCounts, statMode, chunksFor, digestHex, compareNames, type WalkEntry, type ChunkSpan } from './tree';
 export * from './oci-names';
 export {
   BOOTSTRAP_LAYER_PATH,

@@ -89,6 +89,22 @@ export function* walk(b: Bootstrap): Iterable<WalkEntry> {
   }
 }
 
+/** st_mode file type bits of each inode type (Linux values, the same on every arch). */
+const MODE_TYPE_BITS: Readonly<Record<InodeType, number>> = {
+  [InodeType.File]: 0o100000,
+  [InodeType.Dir]: 0o040000,
+  [InodeType.Symlink]: 0o120000,
+  [InodeType.CharDev]: 0o020000,
+  [InodeType.BlockDev]: 0o060000,
+  [InodeType.Fifo]: 0o010000,
+  [InodeType.Socket]: 0o140000,
+};
+
+/** st_mode as stat() reports it: file type bits and permission bits. */
+export function statMode(inode: Pick<Inode, 'type' | 'mode'>): number {
+  return MODE_TYPE_BITS[inode.type] | (inode.mode & 0o7777);
+}
+
 /** Link counts as stat() reports them: non-directories count their names; directories 2 + subdirectories. */
 export function linkCounts(b: Bootstrap): Uint32Array {
   const counts = new Uint32Array(b.inodes.length);

@@ -1,7 +1,9 @@
 /**
  * POSIX calls Node.js lacks, from our addon native/addon (module nyd_posix):
- * mknod for device nodes, fifos and sockets, and the l*xattr family, which
- * acts on a symlink itself rather than its target.
+ * mknod for device nodes, fifos and sockets, the l*xattr family, which
+ * acts on a symlink itself rather than its target, and mounting and
+ * unmounting EROFS images file-backed (no loop device) for kernel-native
+ * image mounts.
  *
  * Errors are Node-style system errors: `code` is the errno name ('ENOENT',
  * 'EPERM', 'ENOTSUP', 'ENODATA' ...), with `errno`, `syscall` and `path`, so
@@ -38,6 +40,8 @@ interface Addon {
   lgetxattr(path: string, name: string): Buffer;
   llistxattr(path: string): string[];
   lremovexattr(path: string, name: string): void;
+  mountErofs(image: string, target: string, devices: string[], attrs: number): void;
+  umount2(target: string, flags: number): void;
 }
 
 const ADDON_RELATIVE = path.join('native', 'addon', 'build', 'Release', 'nyd_posix.node');
@@ -102,4 +106,47 @@ export function llistxattr(file: string): string[] {
 /** Removes an xattr of `file` itself; ENODATA when absent. */
 export function lremovexattr(file: string, name: string): void {
   load().lremovexattr(file, name);
+}
+
+/** Extra mount attributes of mountErofs (it is always read-only). */
+export interface ErofsMountOptions {
+  /** Ignore setuid/setgid bits (MOUNT_ATTR_NOSUID). Default false. */
+  nosuid?: boolean;
+  /** Do not open device nodes (MOUNT_ATTR_NODEV). Default false. */
+  nodev?: boolean;
+  /** Do not execute programs (MOUNT_ATTR_NOEXEC). Default false. */
+  noexec?: boolean;
+}
+
+/** Mount attribute bits of fsmount(2) (<linux/mount.h>). */
+const MOUNT_ATTR = { nosuid: 0x2, nodev: 0x4, noexec: 0x8 } as const;
+
+/**
+ * Mounts the EROFS image file `image` read-only on `target`, with `devices`
+ * as its extra devices in device-table order (all of them: the kernel refuses
+ * another count). Image and devices are regular files (Linux 6.12+ with
+ * CONFIG_EROFS_FS_BACKED_BY_FILE). Needs CAP_SYS_ADMIN. A refused image
+ * throws a system error (e.g. EINVAL, syscall 'fsconfig') whose message ends
+ * with the kernel's own explanation in parentheses.
+ */
+export function mountErofs(image: string, target: string, devices: readonly string[], opts: ErofsMountOptions = {}): void {
+  if (!Array.isArray(devices)) throw invalidArgument('mountErofs: devices must be an array of paths');
+  let attrs = 0;
+  for (const key of Object.keys(MOUNT_ATTR) as Array<keyof typeof MOUNT_ATTR>) if (opts[key] === true) attrs |= MOUNT_ATTR[key];
+  load().mountErofs(image, target, [...devices], attrs);
+}
+
+/** umount2(2) flags (<sys/mount.h>). */
+export const UMOUNT_FLAGS = {
+  /** Force unmount even if busy (MNT_FORCE). */
+  force: 0x1,
+  /** Detach now, clean up once no longer busy (MNT_DETACH). */
+  detach: 0x2,
+  /** Do not follow a symlink at target (UMOUNT_NOFOLLOW). */
+  nofollow: 0x8,
+} as const;
+
+/** Unmounts `target`; `flags` is a sum of UMOUNT_FLAGS. EINVAL when nothing is mounted there. */
+export function umount2(target: string, flags = 0): void {
+  load().umount2(target, u32(flags, 'flags'));
 }

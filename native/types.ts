@@ -10,7 +10,7 @@
  *   worker threads. Preconditions: construct once per process part, call
  *   destroy() before exit; at most `maxQueue` tasks wait, beyond that submit
  *   rejects with LimitExceeded instead of growing memory.
- * - posix.ts: syscalls Node lacks (mknod, l*xattr), from native/addon.
+ * - posix.ts: syscalls Node lacks (mknod, l*xattr, EROFS mount, umount2), from native/addon.
  * - sqlite.ts: SQLite databases opened durable (WAL, synchronous=FULL).
  */
 import type { Logger } from '../common/logger';

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   containerd runc stargz-snapshotter                  # containerd, runc and ctr-remote
   busybox-static                                      # the demo image's userland
   debootstrap curl iproute2                           # bench: Debian images, network profiles (tc)
+  erofs-utils                                         # fsck.erofs/dump.erofs: reference readers for tests only, never a run-time dependency
 )
 
 missing=()

@@ -9,16 +9,7 @@
 import { type Bootstrap, type Inode, InodeType } from '../../format-spec/types';
 import { type FuseStat, type FuseStatfs, makeDev } from '../../native/fuse';
 import { MAX_NAME_LENGTH } from '../../format-spec/limits';
-
-const TYPE_BITS: Record<InodeType, number> = {
-  [InodeType.File]: 0o100000,
-  [InodeType.Dir]: 0o040000,
-  [InodeType.Symlink]: 0o120000,
-  [InodeType.CharDev]: 0o020000,
-  [InodeType.BlockDev]: 0o060000,
-  [InodeType.Fifo]: 0o010000,
-  [InodeType.Socket]: 0o140000,
-};
+import { statMode } from '../../format-spec/tree';
 
 /** Block size reported in stat and statfs. */
 export const BLOCK_SIZE = 4096;
@@ -28,7 +19,7 @@ export function statOf(inode: Inode, index: number, nlink: number): FuseStat {
   const ms = inode.mtime * 1000;
   const isDevice = inode.type === InodeType.CharDev || inode.type === InodeType.BlockDev;
   return {
-    mode: TYPE_BITS[inode.type] | (inode.mode & 0o7777),
+    mode: statMode(inode),
     uid: inode.uid,
     gid: inode.gid,
     size: inode.size,

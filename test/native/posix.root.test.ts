@@ -1,9 +1,11 @@
-// Needs root: device nodes need CAP_MKNOD, trusted.* xattrs need CAP_SYS_ADMIN.
-import { lstatSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+// Needs root: device nodes need CAP_MKNOD, trusted.* xattrs and mounts need CAP_SYS_ADMIN.
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lgetxattr, llistxattr, lremovexattr, lsetxattr, mknod } from '../../native/posix';
+import { writeErofs } from '../../engine/erofs/writer';
+import { lgetxattr, llistxattr, lremovexattr, lsetxattr, mknod, mountErofs, umount2, UMOUNT_FLAGS } from '../../native/posix';
+import { ImageBuilder } from '../engine/erofs/generated-image';
 import { devMajor, devMinor } from '../helpers/tree-snapshot';
 
 const work = mkdtempSync(path.join(tmpdir(), 'nyd-posix-root-'));
@@ -57,5 +59,66 @@ describe('xattrs on a symlink itself', () => {
     mknod(fifo, 'fifo', 0o600);
     lsetxattr(fifo, 'trusted.kind', Buffer.from('fifo'));
     expect(lgetxattr(fifo, 'trusted.kind').toString()).toBe('fifo');
+  });
+});
+
+/** The /proc/mounts options of the mount at `dir`, or undefined. */
+function mountOptions(dir: string): string[] | undefined {
+  const line = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[1] === dir);
+  return line?.split(' ')[3].split(',');
+}
+
+describe('EROFS mounts', () => {
+  const image = path.join(work, 'tiny.erofs');
+  const device = path.join(work, 'tiny.uspace');
+  beforeAll(() => {
+    const img = new ImageBuilder();
+    img.file(0, 'hello', Buffer.from('hello\n'));
+    const { bootstrap, uspace } = img.build();
+    writeFileSync(image, writeErofs(bootstrap));
+    writeFileSync(device, uspace);
+  });
+
+  it('mounts read-only with the attributes asked for, and unmounts', () => {
+    const mnt = path.join(work, 'erofs-attrs');
+    mkdirSync(mnt);
+    mountErofs(image, mnt, [device], { nosuid: true, nodev: true, noexec: true });
+    try {
+      expect(mountOptions(mnt)).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev', 'noexec']));
+      expect(readFileSync(path.join(mnt, 'hello'), 'utf8')).toBe('hello\n');
+    } finally {
+      umount2(mnt, UMOUNT_FLAGS.detach);
+    }
+    expect(mountOptions(mnt)).toBeUndefined();
+    mountErofs(image, mnt, [device]);
+    try {
+      expect(mountOptions(mnt)).not.toContain('nodev');
+    } finally {
+      umount2(mnt);
+    }
+  });
+
+  it('reports refusals as system errors naming the call and the file', () => {
+    const mnt = path.join(work, 'erofs-refused');
+    mkdirSync(mnt);
+    const notErofs = path.join(work, 'not-erofs');
+    writeFileSync(notErofs, Buffer.alloc(8192));
+    expect(() => mountErofs(notErofs, mnt, [])).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'fsconfig', path: notErofs }));
+    const missing = path.join(work, 'missing.erofs');
+    expect(() => mountErofs(missing, mnt, [])).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'fsconfig' }));
+    expect(() => mountErofs(image, path.join(work, 'no-such-dir'), [device])).toThrow(
+      expect.objectContaining({ code: 'ENOENT', syscall: 'move_mount' }),
+    );
+    expect(() => umount2(mnt)).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'umount2', path: mnt }));
+    expect(mountOptions(mnt)).toBeUndefined();
+  });
+
+  it('refuses bad arguments before any system call', () => {
+    const mnt = path.join(work, 'erofs-args');
+    expect(() => mountErofs(image, mnt, 'dev' as unknown as string[])).toThrow(expect.objectContaining({ code: 'NYD_INVALID_ARGUMENT' }));
+    expect(() => mountErofs(image, mnt, ['a\0b'])).toThrow(TypeError);
+    expect(() => umount2(mnt, -1)).toThrow(expect.objectContaining({ code: 'NYD_INVALID_ARGUMENT' }));
   });
 });
