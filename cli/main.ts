@@ -4,6 +4,7 @@
  * stable code.
  */
 import { codeOf, exitStatusOf } from '../common/errors';
+import { cacheCommand } from './cache-command';
 import { checkCommand, inspectCommand, unpackCommand } from './image-commands';
 import { convertCommand } from './convert-command';
 import { mountCommand, statusCommand, umountCommand } from './mount-command';
@@ -17,6 +18,7 @@ commands:
   unpack IMAGE DIR        materialise the root filesystem, verifying every chunk
   inspect IMAGE           show layers, files, chunks, dedup savings and prefetch list
   check IMAGE             verify blobs and bootstrap; non-zero exit on any mismatch
+  cache check             re-hash the host's blob cache, drop bad chunks; non-zero exit if any
   mount IMAGE MOUNTPOINT  mount an image read-only, fetching file content on demand
   umount MOUNTPOINT       unmount it (or clean a stale mount)
   status MOUNTPOINT       a running mount's counters as JSON; --access-pattern: files read, as a prefetch list
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, Command> = {
   unpack: unpackCommand,
   inspect: inspectCommand,
   check: checkCommand,
+  cache: cacheCommand,
   mount: mountCommand,
   umount: umountCommand,
   status: statusCommand,

@@ -2,12 +2,16 @@
  * Lazy image serving: the seams between the parts of the engine behind
  * `nyd mount` and the containerd snapshotter.
  *
- *   FUSE op -> Filesystem -> ChunkReader -> BlobCache (hit)
- *                                      \-> BlobBackend (miss: HTTP Range) -> verify -> decompress -> cache
+ *   FUSE read -> ChunkReader: memory LRU (hit: copy)
+ *                          -> BlobCache (hit: one pread at the chunk's uoffset)
+ *                          -> BlobBackend (miss: one HTTP Range for the unit and free neighbours)
+ *                             -> decompress + sha256 in a zstd worker -> BlobCache.put -> answer
  *
  * Terms: "blob" and "unit" as in format-spec (a unit is one zstd frame at
- * (cuOffset, cuSize) in a blob). The cache mirrors blobs byte for byte: a
- * cached range holds exactly the blob's bytes at those offsets.
+ * (cuOffset, cuSize) in a blob). The cache holds each blob's chunks
+ * decompressed and verified, at their `uoffset` in the blob's uncompressed
+ * address space (SPEC.md 6.1): the same layout for every image using the
+ * blob. Unverified bytes never enter the cache and never reach the kernel.
  */
 import type { Bootstrap, ChunkRef } from '../format-spec/types';
 
@@ -21,27 +25,51 @@ export interface BlobBackend {
   read(blobDigest: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
 }
 
-/** Writes one byte range into the cache; nothing is visible to readers until commit(). */
-export interface CacheWriter {
-  /** Append bytes; the total must equal the length given to BlobCache.writer(). */
-  write(data: Uint8Array): Promise<void>;
-  /** Make the range durable and record it complete. Idempotent with identical bytes. */
-  commit(): Promise<void>;
-  /** Drop what was written; the range stays absent. */
-  abort(): Promise<void>;
+/** Where a chunk lives in its blob's uncompressed address space, and what it must hash to. */
+export interface ChunkAddress {
+  /** Offset in the blob's uncompressed address space (a multiple of 4096). */
+  uoffset: number;
+  /** Bytes of the chunk. */
+  size: number;
+  /** sha256 of the chunk's bytes, 32 bytes. */
+  digest: Uint8Array;
+}
+
+/** A chunk already verified against its digest, ready to be cached. */
+export interface VerifiedChunk extends ChunkAddress {
+  bytes: Uint8Array;
 }
 
 /**
- * The on-disk blob cache, shared by every mount on the host, surviving
- * restarts. Only ranges recorded complete are ever returned.
+ * The host's blob cache, shared by every mount on the host, surviving
+ * restarts: verified, uncompressed chunks by address.
+ *
+ * Contract
+ * - put() is only ever given bytes that passed their sha256 check; the cache
+ *   never hashes on the way out. A chunk is recorded (visible) only once its
+ *   bytes are durable.
+ * - A chunk is found only under the very address it was recorded with:
+ *   same uoffset, same size and same digest (a memory compare). An image that
+ *   claims another layout for a blob digest misses, and its chunks that
+ *   overlap recorded ones are not written.
+ * - Any call may miss (evicted, never written, out of space): callers fetch
+ *   again. Failures to store are the cache's business (logged), not the
+ *   reader's.
  */
 export interface BlobCache {
-  /** The bytes if the whole range is recorded complete, else undefined. */
-  get(blobDigest: string, offset: number, length: number): Promise<Buffer | undefined>;
-  /** Whether get() would return the whole range now, without reading the bytes. */
-  has(blobDigest: string, offset: number, length: number): Promise<boolean>;
-  /** A writer for one range of a blob of `blobSize` bytes. */
-  writer(blobDigest: string, blobSize: number, offset: number, length: number): Promise<CacheWriter>;
+  /**
+   * Copies bytes [from, to) of the recorded chunk `chunk` into `into` at
+   * `at` and resolves true; resolves false (nothing copied) when that chunk
+   * is not recorded. No decompression, no hashing.
+   */
+  readChunk(blobDigest: string, chunk: ChunkAddress, from: number, to: number, into: Uint8Array, at: number): Promise<boolean>;
+  /** Whether readChunk() would find the chunk now. */
+  has(blobDigest: string, chunk: ChunkAddress): Promise<boolean>;
+  /**
+   * Stores verified chunks of a blob whose address space is `uspace` bytes.
+   * Never rejects: what could not be stored is simply not recorded.
+   */
+  put(blobDigest: string, uspace: number, chunks: readonly VerifiedChunk[]): Promise<void>;
 }
 
 /** Turns chunk references into verified, decompressed bytes. */
@@ -49,9 +77,15 @@ export interface ChunkReader {
   /**
    * The chunk's uncompressed bytes, digest-checked against ref.digest. Wrong
    * bytes are never returned: a mismatch rejects with DataCorrupt naming the
-   * blob and offset. Concurrent calls for the same unit share one fetch.
+   * blob, the unit offset and the chunk. Concurrent calls for the same unit
+   * share one fetch. The buffer may be shared: callers never write to it.
    */
   read(ref: ChunkRef): Promise<Buffer>;
+  /**
+   * Bytes [from, to) of the chunk into `into` at `at` (the FUSE reply
+   * buffer), with read()'s guarantees; resolves the bytes copied (to - from).
+   */
+  readInto(ref: ChunkRef, from: number, to: number, into: Uint8Array, at: number): Promise<number>;
   /** Fetch (without returning) the units of these chunks, merging adjacent ranges. */
   prefetch(refs: readonly ChunkRef[], signal?: AbortSignal): Promise<void>;
 }

@@ -35,5 +35,28 @@ export interface ZstdPool {
   compress(data: Uint8Array, level: number): Promise<Buffer>;
   /** Decompress one frame of at most maxSize bytes (checked before allocating). */
   decompress(frame: Uint8Array, maxSize: number): Promise<Buffer>;
+  /**
+   * decompress, then sha256 of each span of the output, all in the worker:
+   * the calling thread only compares digests. A span outside the output
+   * rejects with DataCorrupt.
+   */
+  decompressAndHash(frame: Uint8Array, maxSize: number, spans: readonly ChunkSpan[]): Promise<DecompressedUnit>;
   destroy(): Promise<void>;
 }
+
+/** A byte range [offset, offset + size) of a decompressed unit (one chunk). */
+export interface ChunkSpan {
+  offset: number;
+  size: number;
+}
+
+/** A decompressed unit and the sha256 of each span asked for. */
+export interface DecompressedUnit {
+  /** The unit's bytes, owning their ArrayBuffer. */
+  data: Buffer;
+  /** 32 bytes per span, in span order. */
+  digests: Buffer;
+}
+
+/** ZstdPool.decompressAndHash as a function (what the chunk reader depends on). */
+export type DecompressAndHash = (frame: Uint8Array, maxSize: number, spans: readonly ChunkSpan[]) => Promise<DecompressedUnit>;

@@ -10,7 +10,8 @@
  *
  * Data crossing threads: the input is copied once into a fresh ArrayBuffer
  * that is transferred to the worker (the caller's buffer stays usable); the
- * result is transferred back without a copy.
+ * results (the output and, for decompressAndHash, the digests) are
+ * transferred back without a copy.
  *
  * Errors from the worker arrive as NydError with the worker's code.
  * destroy() stops the workers; tasks still in flight reject with Canceled and
@@ -32,7 +33,7 @@ import {
   NydError,
   wrap,
 } from '../common/errors';
-import type { ZstdPool, ZstdPoolOptions } from './types';
+import type { ChunkSpan, DecompressedUnit, ZstdPool, ZstdPoolOptions } from './types';
 import type { WorkerReply, WorkerTask } from './zstd-worker';
 
 /** Default number of waiting tasks allowed per worker thread. */
@@ -82,15 +83,30 @@ class PiscinaZstdPool implements ZstdPool {
     this.running = pLimit(threads);
   }
 
-  compress(data: Uint8Array, level: number): Promise<Buffer> {
-    return this.submit('compress', data, (copy) => ({ op: 'compress', data: copy, level }));
+  async compress(data: Uint8Array, level: number): Promise<Buffer> {
+    return (await this.submit('compress', data, (copy) => ({ op: 'compress', data: copy, level }))).data;
   }
 
-  decompress(frame: Uint8Array, maxSize: number): Promise<Buffer> {
-    return this.submit('decompress', frame, (copy) => ({ op: 'decompress', frame: copy, maxSize }));
+  async decompress(frame: Uint8Array, maxSize: number): Promise<Buffer> {
+    return (await this.submit('decompress', frame, (copy) => ({ op: 'decompress', frame: copy, maxSize }))).data;
   }
 
-  private async submit(op: string, input: Uint8Array, task: (copy: Uint8Array<ArrayBuffer>) => WorkerTask): Promise<Buffer> {
+  async decompressAndHash(frame: Uint8Array, maxSize: number, spans: readonly ChunkSpan[]): Promise<DecompressedUnit> {
+    const flat = new Float64Array(spans.length * 2);
+    spans.forEach((s, i) => {
+      flat[2 * i] = s.offset;
+      flat[2 * i + 1] = s.size;
+    });
+    const { data, digests } = await this.submit('decompressHash', frame, (copy) => ({ op: 'decompressHash', frame: copy, maxSize, spans: flat }));
+    if (!digests || digests.length !== spans.length * 32) throw internal(`zstd decompressHash: ${digests?.length ?? 0} digest bytes for ${spans.length} chunks`);
+    return { data, digests };
+  }
+
+  private async submit(
+    op: string,
+    input: Uint8Array,
+    task: (copy: Uint8Array<ArrayBuffer>) => WorkerTask,
+  ): Promise<{ data: Buffer; digests?: Buffer }> {
     if (this.destroyed) throw failedPrecondition(`zstd ${op}: the pool is destroyed`);
     const inFlight = this.running.activeCount + this.running.pendingCount;
     if (inFlight >= this.capacity) {
@@ -109,7 +125,8 @@ class PiscinaZstdPool implements ZstdPool {
       }
     });
     if (!reply.ok) throw new NydError(reply.code, reply.message);
-    return Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
+    const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+    return { data: asBuffer(reply.data), digests: reply.digests && asBuffer(reply.digests) };
   }
 
   async destroy(): Promise<void> {

@@ -44,6 +44,13 @@ export class IntervalSet {
     return i >= 0 && this.ends[i] >= end;
   }
 
+  /** True when some byte of [start, end) is in the set. */
+  intersects(start: number, end: number): boolean {
+    if (end <= start) return false;
+    const i = this.floor(end - 1);
+    return i >= 0 && this.ends[i] > start;
+  }
+
   /** Adds [start, end); returns how many bytes were not in the set before. */
   add(start: number, end: number): number {
     if (end <= start) return 0;

@@ -1,14 +1,18 @@
 /**
- * The append-only log of completed ranges of one cached blob
+ * The append-only log of the verified chunks of one cached blob
  * (`<root>/blobs/<hex>.ranges`). Pure codec; disk-cache.ts does the I/O.
  *
- * Record, RANGE_RECORD_SIZE = 40 bytes, little endian:
- *   0  magic   u32  RANGE_RECORD_MAGIC ("NYR1")
- *   4  flags   u32  0 (anything else: record ignored)
- *   8  offset  u64  first byte of the range in the blob
- *  16  length  u64  bytes in the range (> 0)
+ * Record, RANGE_RECORD_SIZE = 72 bytes, little endian:
+ *   0  magic   u32  RANGE_RECORD_MAGIC ("NYR2")
+ *   4  flags   u32  RECORD_STORED (the chunk is in the data file) or
+ *                   RECORD_DROPPED (an earlier record of this chunk no longer
+ *                   counts: `nyd cache check` found its bytes bad); anything
+ *                   else: record ignored
+ *   8  offset  u64  the chunk's uoffset in the blob's uncompressed address space
+ *  16  length  u64  the chunk's size (> 0)
  *  24  dataId  8 bytes  identity of the data file the bytes were written to
- *  32  check   8 bytes  first 8 bytes of sha256(bytes 0..32)
+ *  32  digest  32 bytes  sha256 of the chunk's bytes, checked before recording
+ *  64  check   8 bytes  first 8 bytes of sha256(bytes 0..64)
  *
  * Records are appended with one O_APPEND write each. A torn or zeroed record
  * (crash) fails the check and is skipped; the parser then looks for the next
@@ -23,9 +27,14 @@
  */
 import { createHash } from 'node:crypto';
 
-export const RANGE_RECORD_SIZE = 40;
-/** "NYR1" read as a little-endian u32. */
-export const RANGE_RECORD_MAGIC = 0x3152594e;
+export const RANGE_RECORD_SIZE = 72;
+/** "NYR2" read as a little-endian u32 (v1 logs, holding compressed frames, never parse). */
+export const RANGE_RECORD_MAGIC = 0x3252594e;
+/** Flag of a record that stores a chunk. */
+export const RECORD_STORED = 0;
+/** Flag of a record that withdraws an earlier record of the same chunk. */
+export const RECORD_DROPPED = 1;
+const CHECKED_BYTES = 64;
 /** Largest log accepted for one blob; past it, new ranges are not recorded (the cache just misses). */
 export const MAX_LOG_BYTES = 8 * 1024 * 1024;
 /** Largest offset + length a record may describe (format-spec MAX_BLOB_SIZE). */
@@ -36,6 +45,10 @@ export interface RangeRecord {
   length: number;
   /** 16 hex digits. */
   dataId: string;
+  /** sha256 of the chunk's bytes (32 bytes). */
+  digest: Uint8Array;
+  /** Default false: the record stores the chunk. */
+  dropped?: boolean;
 }
 
 function check(bytes: Uint8Array): Buffer {
@@ -53,24 +66,33 @@ export function encodeRecord(rec: RangeRecord): Buffer {
   }
   if (rec.offset + rec.length > MAX_RECORD_END) throw new RangeError(`range record ends past ${MAX_RECORD_END}`);
   if (!/^[0-9a-f]{16}$/.test(rec.dataId)) throw new RangeError(`bad data id ${rec.dataId}`);
+  if (rec.digest.length !== 32) throw new RangeError(`bad chunk digest of ${rec.digest.length} bytes`);
   const buf = Buffer.alloc(RANGE_RECORD_SIZE);
   buf.writeUInt32LE(RANGE_RECORD_MAGIC, 0);
-  buf.writeUInt32LE(0, 4);
+  buf.writeUInt32LE(rec.dropped ? RECORD_DROPPED : RECORD_STORED, 4);
   buf.writeBigUInt64LE(BigInt(rec.offset), 8);
   buf.writeBigUInt64LE(BigInt(rec.length), 16);
   Buffer.from(rec.dataId, 'hex').copy(buf, 24);
-  check(buf.subarray(0, 32)).copy(buf, 32);
+  buf.set(rec.digest, 32);
+  check(buf.subarray(0, CHECKED_BYTES)).copy(buf, CHECKED_BYTES);
   return buf;
 }
 
-/** The record at `pos`, or undefined when those 40 bytes are not a valid record. */
+/** The record at `pos`, or undefined when those RANGE_RECORD_SIZE bytes are not a valid record. */
 function recordAt(buf: Buffer, pos: number): RangeRecord | undefined {
-  if (buf.readUInt32LE(pos) !== RANGE_RECORD_MAGIC || buf.readUInt32LE(pos + 4) !== 0) return undefined;
-  if (!check(buf.subarray(pos, pos + 32)).equals(buf.subarray(pos + 32, pos + 40))) return undefined;
+  const flags = buf.readUInt32LE(pos + 4);
+  if (buf.readUInt32LE(pos) !== RANGE_RECORD_MAGIC || (flags !== RECORD_STORED && flags !== RECORD_DROPPED)) return undefined;
+  if (!check(buf.subarray(pos, pos + CHECKED_BYTES)).equals(buf.subarray(pos + CHECKED_BYTES, pos + RANGE_RECORD_SIZE))) return undefined;
   const offset = buf.readBigUInt64LE(pos + 8);
   const length = buf.readBigUInt64LE(pos + 16);
   if (length === 0n || offset + length > BigInt(MAX_RECORD_END)) return undefined;
-  return { offset: Number(offset), length: Number(length), dataId: buf.subarray(pos + 24, pos + 32).toString('hex') };
+  return {
+    offset: Number(offset),
+    length: Number(length),
+    dataId: buf.subarray(pos + 24, pos + 32).toString('hex'),
+    digest: Buffer.from(buf.subarray(pos + 32, pos + 64)),
+    dropped: flags === RECORD_DROPPED,
+  };
 }
 
 export interface ParseResult {

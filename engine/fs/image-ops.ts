@@ -4,7 +4,9 @@
  *
  * This is the FUSE edge, the only place where errors become errno values:
  * a failed chunk read (DataCorrupt, Unavailable, Timeout, anything) is
- * logged with its full details and answered with EIO for that read only.
+ * logged once, here, with its full details (blob, unit offset, chunk) and
+ * answered with EIO for that read only. File bytes are copied by the reader
+ * straight into the kernel's reply buffer (ChunkReader.readInto).
  * File handles are inode index + 1 and there is no other per-open state,
  * so opendir, release, releasedir and flush are deliberately not
  * implemented: libfuse answers opendir/release/releasedir itself and the
@@ -22,7 +24,7 @@ import { constants } from 'node:fs';
 import type { Bootstrap, Inode } from '../../format-spec/types';
 import { InodeType } from '../../format-spec/types';
 import type { ChunkReader } from '../types';
-import { codeOf, dataCorrupt } from '../../common/errors';
+import { codeOf } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { Errno, type FuseOps, type FuseStat, type FuseStatfs, type MutatingOp } from '../../native/fuse';
 import { chunksFor, linkCounts } from '../../format-spec/tree';
@@ -111,23 +113,22 @@ export class ImageOps implements FuseOps {
     if (position >= inode.size || want === 0) return 0;
     const spans = chunksFor(inode, position, want);
     try {
-      const datas = await Promise.all(spans.map((s) => this.reader.read(s.ref)));
+      // Each chunk's bytes go straight into the reply buffer (memory copy or one pread).
+      let at = 0;
+      const ats = spans.map((s) => {
+        const mine = at;
+        at += s.to - s.from;
+        return mine;
+      });
+      await Promise.all(spans.map((s, i) => this.reader.readInto(s.ref, s.from, s.to, buf, ats[i])));
       if (buf.length < want) {
         // fuse-native detaches the buffer when it has answered ETIMEDOUT itself.
         this.logger.warn({ path, offset: position, length: want }, 'read finished after the FUSE op timed out');
         return Errno.EIO;
       }
-      let filled = 0;
-      for (let i = 0; i < spans.length; i++) {
-        const { ref, from, to } = spans[i];
-        const data = datas[i];
-        if (data.length !== ref.size) {
-          throw dataCorrupt('chunk reader returned a chunk of the wrong size', { expected: ref.size, got: data.length });
-        }
-        filled += data.copy(buf, filled, from, to);
-      }
-      return filled;
+      return at;
     } catch (err) {
+      // The one place a failed read is logged (with the blob, unit and chunk the error names).
       this.logger.error({ err, code: codeOf(err), path, ino: index + 1, offset: position, length: want }, 'read failed');
       return Errno.EIO;
     }

@@ -2,12 +2,13 @@
  * mountLazyImage(): composes one LazyMount (types.ts) out of the engine's
  * parts:
  *
- *   FUSE (ImageFilesystem) -> MountReader (timing, recent chunks, readahead) -> RemoteChunkReader
- *        -> cache (leased blobs) | backend (ranged fetch) -> verify -> zstd pool
+ *   FUSE (ImageFilesystem) -> MountReader (timing, readahead) -> RemoteChunkReader
+ *        -> memory LRU | blob cache (leased blobs, one pread) | backend (ranged fetch)
+ *           -> decompress + sha256 in the zstd pool -> blob cache
  *   Prefetcher -> RemoteChunkReader.prefetch (bandwidth-capped)
  *
- * Read latency and chunk sharing between the FUSE reads of one chunk: see
- * mount-reader.ts.
+ * Read latency and readahead: see mount-reader.ts; the read pipeline: see
+ * reader/chunk-reader.ts.
  *
  * Mountpoint checks, in this order, before anything is mounted: the path is
  * neither served by this process nor inside such a mount (refused without
@@ -21,6 +22,7 @@ import { alreadyExists, failedPrecondition, wrap } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { DecompressAsync } from '../../format-spec/types';
 import { InodeType } from '../../format-spec/types';
+import type { DecompressAndHash } from '../../native/types';
 import { forceUnmount, isStaleMount } from '../../native/fuse';
 import { AccessLog } from '../fs/access-log';
 import { ImageFilesystem, type ImageMountTuning } from '../fs/image-fs';
@@ -36,8 +38,10 @@ export interface LazyMountDeps {
   image: LazyImage;
   backend: BlobBackend;
   cache: LeasingBlobCache;
-  /** Decompresses one zstd frame of at most maxSize bytes (ZstdPool.decompress). */
+  /** Decompresses one zstd frame of at most maxSize bytes (ZstdPool.decompress); chunks are then hashed on this thread. */
   decompress: DecompressAsync;
+  /** Decompresses and hashes in the pool's workers (ZstdPool.decompressAndHash); preferred over decompress when given. */
+  decompressAndHash?: DecompressAndHash;
   /** Decompressions in flight; keep it <= the pool's capacity (default: the reader's). */
   decompressConcurrency?: number;
   logger: Logger;
@@ -197,6 +201,7 @@ export async function mountLazyImage(deps: LazyMountDeps, opts: LazyMountOptions
       backend: deps.backend,
       cache: deps.cache,
       decompress: deps.decompress,
+      decompressAndHash: deps.decompressAndHash,
       decompressConcurrency: deps.decompressConcurrency,
       logger: log,
       stats: readerStats,
@@ -208,7 +213,7 @@ export async function mountLazyImage(deps: LazyMountDeps, opts: LazyMountOptions
     const accessLog = new AccessLog({ inodes: image.bootstrap.inodes.length });
     const fs = new ImageFilesystem({
       bootstrap: image.bootstrap,
-      reader: new MountReader({ inner: reader, latency, stats: readerStats, bootstrap: image.bootstrap }),
+      reader: new MountReader({ inner: reader, latency, bootstrap: image.bootstrap }),
       logger: log,
       attrTimeout: opts.attrTimeout,
       entryTimeout: opts.entryTimeout,

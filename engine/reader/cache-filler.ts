@@ -1,20 +1,20 @@
 /**
- * Writing verified units into the blob cache, one writer per run of adjacent
- * units, in the background or awaited. Never throws: a unit that could not be
- * cached is just fetched again later.
+ * Putting verified chunks into the blob cache in the background, bounded.
+ * Never throws: a chunk that could not be cached is just fetched again later.
  *
- * Bound: MAX_PENDING_CACHE_WRITES writes in flight; past it a run is skipped.
+ * Bound: MAX_PENDING_CACHE_WRITES puts in flight; past it a unit's chunks are
+ * not cached (a cache may always miss).
  */
 import type { Logger } from '../../common/logger';
-import type { BlobCache } from '../types';
-import type { BlobTable, Unit } from './unit-verifier';
+import type { BlobCache, VerifiedChunk } from '../types';
+import { chunkKey, type BlobTable, type Unit, type UnitChunks } from './unit-verifier';
 
-/** Cache writes in flight; past it a fetched unit is not cached. */
+/** Cache puts in flight; past it fetched chunks are not cached. */
 export const MAX_PENDING_CACHE_WRITES = 32;
 
 export class CacheFiller {
   private readonly background = new Set<Promise<void>>();
-  private pendingWrites = 0;
+  private pending = 0;
 
   constructor(
     private readonly blobs: BlobTable,
@@ -36,38 +36,28 @@ export class CacheFiller {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
   }
 
-  /** Writes verified units to the cache, one writer per run of adjacent units. Never throws. */
-  async store(blob: number, units: Unit[], frameOf: (u: Unit) => Buffer): Promise<void> {
-    const digest = this.blobs[blob].digest;
-    const size = this.blobs[blob].size;
-    const sorted = [...units].sort((a, b) => a.cuOffset - b.cuOffset);
-    let i = 0;
-    while (i < sorted.length) {
-      let j = i + 1;
-      while (j < sorted.length && sorted[j - 1].cuOffset + sorted[j - 1].cuSize === sorted[j].cuOffset) j++;
-      const run = sorted.slice(i, j);
-      i = j;
-      if (this.pendingWrites >= MAX_PENDING_CACHE_WRITES) {
-        this.logger.debug({ blob: digest, offset: run[0].cuOffset }, 'too many cache writes pending, unit not cached');
-        continue;
+  /** Puts the verified chunks of decoded units of one blob into the cache. Never throws. */
+  async store(blob: number, units: ReadonlyArray<[Unit, UnitChunks]>): Promise<void> {
+    const chunks: VerifiedChunk[] = [];
+    for (const [u, decoded] of units) {
+      for (const c of u.chunks) {
+        const bytes = decoded.get(chunkKey(c));
+        if (bytes instanceof Buffer) chunks.push({ uoffset: c.uoffset, size: c.size, digest: c.digest, bytes });
       }
-      const start = run[0].cuOffset;
-      const end = run[run.length - 1].cuOffset + run[run.length - 1].cuSize;
-      this.pendingWrites++;
-      try {
-        const w = await this.cache.writer(digest, size, start, end - start);
-        try {
-          for (const n of run) await w.write(frameOf(n));
-          await w.commit();
-        } catch (err) {
-          await w.abort().catch(() => undefined);
-          throw err;
-        }
-      } catch (err) {
-        this.logger.warn({ blob: digest, offset: start, err: (err as Error).message }, 'caching fetched units failed');
-      } finally {
-        this.pendingWrites--;
-      }
+    }
+    if (chunks.length === 0) return;
+    const { digest, uspace } = this.blobs[blob];
+    if (this.pending >= MAX_PENDING_CACHE_WRITES) {
+      this.logger.debug({ blob: digest, offset: chunks[0].uoffset }, 'too many cache writes pending, chunks not cached');
+      return;
+    }
+    this.pending++;
+    try {
+      await this.cache.put(digest, uspace, chunks);
+    } catch (err) {
+      this.logger.warn({ blob: digest, offset: chunks[0].uoffset, err: (err as Error).message }, 'caching verified chunks failed');
+    } finally {
+      this.pending--;
     }
   }
 }

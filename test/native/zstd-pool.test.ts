@@ -1,5 +1,5 @@
 // Needs the compiled worker: dist/native/zstd-worker.js (`npm run build`).
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -78,6 +78,24 @@ describe('zstd pool', () => {
     const out = await pool.decompress(small, MiB);
     expect(small.equals(frame)).toBe(true);
     expect(out.equals(data)).toBe(true);
+  });
+
+  it('decompresses and hashes chunks in the worker, returning the digests with the bytes', async () => {
+    const data = unit(5, 300_000);
+    const spans = [
+      { offset: 0, size: 4096 },
+      { offset: 4096, size: 100_000 },
+      { offset: 299_999, size: 1 },
+    ];
+    const { data: out, digests } = await pool.decompressAndHash(compress(data, 3), data.length, spans);
+    expect(out.equals(data)).toBe(true);
+    expect(digests.length).toBe(spans.length * 32);
+    spans.forEach((s, i) => {
+      const want = createHash('sha256').update(data.subarray(s.offset, s.offset + s.size)).digest();
+      expect(digests.subarray(i * 32, i * 32 + 32).equals(want)).toBe(true);
+    });
+    const err = await rejection(pool.decompressAndHash(compress(data, 3), data.length, [{ offset: 299_000, size: 4096 }]));
+    expect(err.code).toBe(ErrorCode.DataCorrupt);
   });
 
   it('brings worker errors back as NydError with their code', async () => {

@@ -4,8 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { isCode, ErrorCode } from '../../../common/errors';
-import type { BlobCache } from '../../../engine/types';
+import type { BlobCache, ChunkAddress, VerifiedChunk } from '../../../engine/types';
 
 export interface CacheUnderTest {
   cache: BlobCache;
@@ -14,8 +13,8 @@ export interface CacheUnderTest {
 }
 
 /** Byte-exact comparison (vitest's deep equality walks buffers element by element, slowly). */
-export function same(got: Buffer | undefined, want: Buffer): void {
-  expect(got, 'range should be present').toBeDefined();
+export function same(got: Buffer | undefined, want: Uint8Array): void {
+  expect(got, 'chunk should be present').toBeDefined();
   if (got && !got.equals(want)) {
     let i = 0;
     while (i < Math.min(got.length, want.length) && got[i] === want[i]) i++;
@@ -23,137 +22,105 @@ export function same(got: Buffer | undefined, want: Buffer): void {
   }
 }
 
-/** A blob: random bytes and their real digest. */
-export function makeBlob(size: number): { digest: string; bytes: Buffer } {
-  const bytes = randomBytes(size);
-  return { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, bytes };
+export interface TestBlobChunks {
+  digest: string;
+  /** Size of the address space: the chunks 4 KiB-aligned, back to back. */
+  uspace: number;
+  chunks: VerifiedChunk[];
 }
 
-/** Writes bytes [offset, offset+length) of `blob` in `pieces` writes, then commits. */
-export async function put(
-  cache: BlobCache,
-  blob: { digest: string; bytes: Buffer },
-  offset: number,
-  length: number,
-  pieces = 1,
-): Promise<void> {
-  const w = await cache.writer(blob.digest, blob.bytes.length, offset, length);
-  const step = Math.ceil(length / pieces);
-  for (let at = 0; at < length; at += step) {
-    await w.write(blob.bytes.subarray(offset + at, offset + Math.min(length, at + step)));
+/** A blob of chunks of these sizes: random bytes, real sha256, uoffsets as SPEC 6.1 places them. */
+export function makeChunks(sizes: number[]): TestBlobChunks {
+  const chunks: VerifiedChunk[] = [];
+  let at = 0;
+  for (const size of sizes) {
+    const bytes = randomBytes(size);
+    chunks.push({ uoffset: at, size, digest: createHash('sha256').update(bytes).digest(), bytes });
+    at += Math.ceil(size / 4096) * 4096;
   }
-  await w.commit();
+  return { digest: `sha256:${randomBytes(32).toString('hex')}`, uspace: at, chunks };
+}
+
+/** The whole chunk from the cache, or undefined on a miss. */
+export async function readWhole(cache: BlobCache, blobDigest: string, c: ChunkAddress): Promise<Buffer | undefined> {
+  const buf = Buffer.alloc(c.size);
+  return (await cache.readChunk(blobDigest, c, 0, c.size, buf, 0)) ? buf : undefined;
 }
 
 export function describeBlobCache(name: string, factory: () => Promise<CacheUnderTest>): void {
   describe(`BlobCache conformance: ${name}`, () => {
     let t: CacheUnderTest;
     let cache: BlobCache;
-    const blob = makeBlob(64 * 1024);
+    let blob: TestBlobChunks;
 
     beforeEach(async () => {
       t = await factory();
       cache = t.cache;
+      blob = makeChunks([5000, 4096, 100, 70000]);
       return async () => {
         await t.close?.();
       };
     });
 
-    it('misses before any commit', async () => {
-      expect(await cache.get(blob.digest, 0, 100)).toBeUndefined();
-      expect(await cache.has(blob.digest, 0, 100)).toBe(false);
+    it('misses before any put', async () => {
+      expect(await readWhole(cache, blob.digest, blob.chunks[0])).toBeUndefined();
+      expect(await cache.has(blob.digest, blob.chunks[0])).toBe(false);
     });
 
-    it('returns exactly the committed bytes, and sub-ranges of them', async () => {
-      await put(cache, blob, 1000, 5000, 3);
-      same(await cache.get(blob.digest, 1000, 5000), blob.bytes.subarray(1000, 6000));
-      same(await cache.get(blob.digest, 1500, 100), blob.bytes.subarray(1500, 1600));
-      same(await cache.get(blob.digest, 5999, 1), blob.bytes.subarray(5999, 6000));
-      expect(await cache.has(blob.digest, 1000, 5000)).toBe(true);
-    });
-
-    it('returns undefined for a range only partly present', async () => {
-      await put(cache, blob, 1000, 5000);
-      expect(await cache.get(blob.digest, 999, 10)).toBeUndefined();
-      expect(await cache.get(blob.digest, 5990, 11)).toBeUndefined();
-      expect(await cache.get(blob.digest, 0, 64 * 1024)).toBeUndefined();
-      expect(await cache.has(blob.digest, 5990, 11)).toBe(false);
-    });
-
-    it('serves a range spanning two adjacent committed ranges', async () => {
-      await put(cache, blob, 0, 4096);
-      await put(cache, blob, 4096, 8192);
-      same(await cache.get(blob.digest, 4000, 1000), blob.bytes.subarray(4000, 5000));
-      same(await cache.get(blob.digest, 0, 12288), blob.bytes.subarray(0, 12288));
-    });
-
-    it('serves overlapping commits', async () => {
-      await put(cache, blob, 0, 3000);
-      await put(cache, blob, 2000, 3000);
-      same(await cache.get(blob.digest, 0, 5000), blob.bytes.subarray(0, 5000));
-    });
-
-    it('keeps nothing of an aborted writer', async () => {
-      const w = await cache.writer(blob.digest, blob.bytes.length, 0, 4096);
-      await w.write(blob.bytes.subarray(0, 4096));
-      await w.abort();
-      expect(await cache.get(blob.digest, 0, 4096)).toBeUndefined();
-      expect(await cache.get(blob.digest, 0, 1)).toBeUndefined();
-    });
-
-    it('shows nothing before commit', async () => {
-      const w = await cache.writer(blob.digest, blob.bytes.length, 0, 4096);
-      await w.write(blob.bytes.subarray(0, 4096));
-      expect(await cache.get(blob.digest, 0, 4096)).toBeUndefined();
-      await w.commit();
-      same(await cache.get(blob.digest, 0, 4096), blob.bytes.subarray(0, 4096));
-    });
-
-    it('rejects a commit with fewer bytes than the range, and writes past it', async () => {
-      const short = await cache.writer(blob.digest, blob.bytes.length, 0, 4096);
-      await short.write(blob.bytes.subarray(0, 4000));
-      const err = await short.commit().catch((e: unknown) => e);
-      expect(isCode(err, ErrorCode.InvalidArgument)).toBe(true);
-      await short.abort();
-      expect(await cache.get(blob.digest, 0, 4000)).toBeUndefined();
-
-      const long = await cache.writer(blob.digest, blob.bytes.length, 0, 4096);
-      const err2 = await long.write(blob.bytes.subarray(0, 4097)).catch((e: unknown) => e);
-      expect(isCode(err2, ErrorCode.InvalidArgument)).toBe(true);
-      await long.abort();
-      expect(await cache.get(blob.digest, 0, 4096)).toBeUndefined();
-    });
-
-    it('accepts an identical re-commit', async () => {
-      await put(cache, blob, 0, 8192);
-      await put(cache, blob, 0, 8192, 4);
-      await put(cache, blob, 4096, 4096);
-      same(await cache.get(blob.digest, 0, 8192), blob.bytes.subarray(0, 8192));
-    });
-
-    it('keeps blobs apart', async () => {
-      const other = makeBlob(64 * 1024);
-      await put(cache, blob, 0, 4096);
-      expect(await cache.get(other.digest, 0, 4096)).toBeUndefined();
-      await put(cache, other, 0, 4096);
-      same(await cache.get(other.digest, 0, 4096), other.bytes.subarray(0, 4096));
-      same(await cache.get(blob.digest, 0, 4096), blob.bytes.subarray(0, 4096));
-    });
-
-    it('rejects malformed digests and ranges', async () => {
-      const bad = [
-        () => cache.get('sha256:../../etc/passwd', 0, 1),
-        () => cache.get('md5:abc', 0, 1),
-        () => cache.get(blob.digest, -1, 1),
-        () => cache.get(blob.digest, 0.5, 1),
-        () => cache.writer(blob.digest, blob.bytes.length, blob.bytes.length - 10, 11),
-        () => cache.writer(blob.digest, blob.bytes.length, 0, 0),
-        () => cache.writer(blob.digest, 0, 0, 1),
-      ];
-      for (const call of bad) {
-        const err = await call().catch((e: unknown) => e);
-        expect(isCode(err, ErrorCode.InvalidArgument)).toBe(true);
+    it('returns exactly the stored chunks, whole or a slice into a buffer at an offset', async () => {
+      await cache.put(blob.digest, blob.uspace, blob.chunks);
+      for (const c of blob.chunks) {
+        same(await readWhole(cache, blob.digest, c), c.bytes);
+        expect(await cache.has(blob.digest, c)).toBe(true);
       }
+      const c = blob.chunks[3];
+      const into = Buffer.alloc(1000, 7);
+      expect(await cache.readChunk(blob.digest, c, 60000, 60500, into, 100)).toBe(true);
+      same(into.subarray(100, 600), c.bytes.subarray(60000, 60500));
+      expect(into[99]).toBe(7);
+      expect(into[600]).toBe(7);
+    });
+
+    it('misses a chunk named with another digest or size at a recorded address (memory compare, no hashing)', async () => {
+      await cache.put(blob.digest, blob.uspace, blob.chunks);
+      const c = blob.chunks[0];
+      const otherDigest = Buffer.from(c.digest);
+      otherDigest[0] ^= 1;
+      expect(await readWhole(cache, blob.digest, { ...c, digest: otherDigest })).toBeUndefined();
+      expect(await cache.has(blob.digest, { ...c, digest: otherDigest })).toBe(false);
+      expect(await readWhole(cache, blob.digest, { ...c, size: c.size - 1 })).toBeUndefined();
+      expect(await readWhole(cache, blob.digest, { ...c, uoffset: c.uoffset + 4096 })).toBeUndefined();
+    });
+
+    it('does not let another layout of the same blob digest overwrite recorded chunks', async () => {
+      await cache.put(blob.digest, blob.uspace, [blob.chunks[0]]);
+      const bytes = randomBytes(8192);
+      const liar: VerifiedChunk = { uoffset: 0, size: bytes.length, digest: createHash('sha256').update(bytes).digest(), bytes };
+      await cache.put(blob.digest, blob.uspace, [liar]);
+      same(await readWhole(cache, blob.digest, blob.chunks[0]), blob.chunks[0].bytes);
+      expect(await readWhole(cache, blob.digest, liar)).toBeUndefined();
+    });
+
+    it('takes the same chunks again without change, and keeps blobs apart', async () => {
+      await cache.put(blob.digest, blob.uspace, blob.chunks.slice(0, 2));
+      await cache.put(blob.digest, blob.uspace, blob.chunks);
+      for (const c of blob.chunks) same(await readWhole(cache, blob.digest, c), c.bytes);
+      const other = makeChunks([5000]);
+      expect(await readWhole(cache, other.digest, blob.chunks[0])).toBeUndefined();
+      await cache.put(other.digest, other.uspace, other.chunks);
+      same(await readWhole(cache, other.digest, other.chunks[0]), other.chunks[0].bytes);
+      same(await readWhole(cache, blob.digest, blob.chunks[0]), blob.chunks[0].bytes);
+    });
+
+    it('refuses bad arguments with InvalidArgument', async () => {
+      const c = blob.chunks[0];
+      const bad = { code: 'NYD_INVALID_ARGUMENT' };
+      await expect(cache.readChunk('sha256:xyz', c, 0, 1, Buffer.alloc(1), 0)).rejects.toMatchObject(bad);
+      await expect(cache.readChunk(blob.digest, c, 0, c.size + 1, Buffer.alloc(c.size + 1), 0)).rejects.toMatchObject(bad);
+      await expect(cache.readChunk(blob.digest, c, 0, 10, Buffer.alloc(5), 0)).rejects.toMatchObject(bad);
+      await expect(cache.has(blob.digest, { ...c, digest: Buffer.alloc(3) })).rejects.toMatchObject(bad);
+      await expect(cache.put(blob.digest, 4096, [c])).rejects.toMatchObject(bad);
+      await expect(cache.put(blob.digest, blob.uspace, [{ ...c, bytes: c.bytes.subarray(1) }])).rejects.toMatchObject(bad);
     });
   });
 }

@@ -27,6 +27,12 @@ export function bytes(length: number, seed: number): Buffer {
   return out;
 }
 
+/** ChunkReader.readInto on top of read(): copies the slice into the buffer. */
+export async function copyInto(read: ChunkReader['read'], ref: ChunkRef, from: number, to: number, into: Uint8Array, at: number): Promise<number> {
+  into.set((await read(ref)).subarray(from, to), at);
+  return to - from;
+}
+
 export class MapChunkReader implements ChunkReader {
   readonly chunks = new Map<string, Buffer>();
   /** Digests (hex) whose reads reject with DataCorrupt. */
@@ -43,6 +49,10 @@ export class MapChunkReader implements ChunkReader {
     const data = this.chunks.get(hex);
     if (!data) throw dataCorrupt('unknown chunk', { digest: hex });
     return Buffer.from(data);
+  }
+
+  readInto(ref: ChunkRef, from: number, to: number, into: Uint8Array, at: number): Promise<number> {
+    return copyInto((r) => this.read(r), ref, from, to, into, at);
   }
 
   async prefetch(): Promise<void> {}

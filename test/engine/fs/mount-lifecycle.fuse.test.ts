@@ -13,7 +13,7 @@ import type { ChunkRef } from '../../../format-spec/types';
 import { type FuseHandle, mountFuse } from '../../../native/fuse';
 import { ImageFilesystem } from '../../../engine/fs/image-fs';
 import { ImageOps } from '../../../engine/fs/image-ops';
-import { type LogRecord, mountsAt, recordingLogger, sampleImage } from './image-fixture';
+import { copyInto, type LogRecord, mountsAt, recordingLogger, sampleImage } from './image-fixture';
 
 let dir: string;
 let mnt: string;
@@ -105,6 +105,9 @@ describe('a chunk read slower than the FUSE op timeout', () => {
       read: async (ref: ChunkRef): Promise<Buffer> => {
         if (digestHex(ref.digest) === slow) await gate;
         return builder.reader.read(ref);
+      },
+      readInto(ref: ChunkRef, from: number, to: number, into: Uint8Array, at: number): Promise<number> {
+        return copyInto((r: ChunkRef) => this.read(r), ref, from, to, into, at);
       },
       prefetch: async (): Promise<void> => undefined,
     };

@@ -1,7 +1,8 @@
 /**
  * MountReader over a real RemoteChunkReader (real blob: zstd frames, TOC,
- * footer; memory cache): sharing of a chunk between the FUSE reads of it,
- * sequential readahead, latency counting, and that failures are not kept.
+ * footer; memory cache): sharing of a chunk between the FUSE reads of it
+ * (the reader's one memory LRU), sequential readahead, latency counting, and
+ * that failures are not kept.
  */
 import { promises as fsp } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import { newReaderStats, RemoteChunkReader } from '../../../engine/reader/chunk-
 import { LatencyHistogram } from '../../../engine/reader/latency';
 import { buildUnitIndex } from '../../../engine/reader/unit-index';
 import { MountReader } from '../../../engine/mount/mount-reader';
+import { until } from '../../helpers/until';
 import { CountingBackend, decompress, sameBytes, tempDir, writeBlob, type TestBlob } from '../reader/blob-fixture';
 
 let dir: string;
@@ -28,7 +30,7 @@ beforeEach(async () => {
   bootstrap = {
     version: 1,
     chunkSize: 64 * 1024,
-    blobs: [{ digest: blob.digest, size: blob.size, usize: 0, uspace: 0 }],
+    blobs: [{ digest: blob.digest, size: blob.size, usize: 0, uspace: blob.uspace }],
     inodes: [
       { type: InodeType.Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, entries: [['big', 1], ['small', 2]] },
       file(refs.slice(0, 4)),
@@ -55,7 +57,7 @@ function setup() {
     amplify: 0,
     unitIndex: buildUnitIndex(bootstrap),
   });
-  const reader = new MountReader({ inner, latency, stats, bootstrap });
+  const reader = new MountReader({ inner, latency, bootstrap });
   return { reader, stats, latency };
 }
 
@@ -78,11 +80,10 @@ describe('MountReader', () => {
   it('reads ahead in a file read front to back, not on a random read', async () => {
     const { reader } = setup();
     await reader.read(big()[2]);
-    await new Promise((r) => setTimeout(r, 20));
-    expect(fetchedUnits()).toEqual([2]);
     await reader.read(big()[0]);
-    await reader.read(big()[1]); // follows chunk 0: chunks 2 (recent already) and 3 are loaded ahead
-    await new Promise((r) => setTimeout(r, 50));
+    expect(fetchedUnits()).toEqual([2, 0]);
+    await reader.read(big()[1]); // follows chunk 0: chunks 2 (in memory already) and 3 are loaded ahead
+    await until('readahead of chunk 3', async () => (backend.calls.length === 4 ? true : undefined), 10_000);
     expect(fetchedUnits().sort()).toEqual([0, 1, 2, 3]);
     const before = backend.calls.length;
     sameBytes(await reader.read(big()[3]), blob.units[3].contents[0]);

@@ -42,7 +42,7 @@ beforeEach(async () => {
   bootstrap = {
     version: 1,
     chunkSize: 1024 * 1024,
-    blobs: blobs.map((x) => ({ digest: x.digest, size: x.size, usize: 0, uspace: 0 })),
+    blobs: blobs.map((x) => ({ digest: x.digest, size: x.size, usize: 0, uspace: x.uspace })),
     inodes,
     // Listed out of order and with a unit shared by two files.
     prefetch: { patterns: ['x'], inodes: [5, 3, 2] },
@@ -87,9 +87,9 @@ describe('Prefetcher', () => {
       [blobs[1].digest, blobs[1].units[1].cuOffset, blobs[1].units[1].cuSize],
     ]);
     for (const [x, u] of [[blobs[0], 1], [blobs[1], 1]] as const) {
-      expect(await cache.has(x.digest, x.units[u].cuOffset, x.units[u].cuSize)).toBe(true);
+      for (const r of x.units[u].refs) expect(await cache.has(x.digest, r)).toBe(true);
     }
-    expect(await cache.has(blobs[0].digest, blobs[0].units[0].cuOffset, blobs[0].units[0].cuSize)).toBe(false);
+    expect(await cache.has(blobs[0].digest, blobs[0].units[0].refs[0])).toBe(false);
   });
 
   it('with mode none fetches nothing', async () => {
