@@ -1,12 +1,13 @@
 /**
  * The engine's configuration schema (zod) and its one defaults table. The
- * snapshotter's schema (snapshotter/config/) composes engineShape and adds
+ * snapshotter's schema composes engineShape and adds
  * its own keys; `nyd mount` maps its flags onto the same keys. Keys, value
  * syntax and error format: types.ts.
  */
 import * as path from 'node:path';
 import { z } from 'zod';
 import { invalidArgument } from '../../common/errors';
+import { MAX_ZSTD_THREADS } from '../../native/zstd-pool';
 import { DEFAULT_DISK_CACHE_MAX_BYTES } from '../cache/disk-cache';
 import { DEFAULT_AMPLIFY_BYTES } from '../reader/chunk-reader';
 import { MAX_READ_TIMEOUT_MS } from '../backends/range-backend';
@@ -51,8 +52,6 @@ export const MIN_DURATION_MS = 10;
 export const MAX_DURATION_MS = MAX_READ_TIMEOUT_MS;
 /** Upper bound of the FUSE cache lifetimes, seconds. */
 export const MAX_FUSE_TIMEOUT_S = 24 * 3600;
-/** Largest reader.threads accepted. */
-export const MAX_THREADS = 256;
 /** [[registry.mirrors]] tables accepted. */
 export const MAX_MIRRORS = 64;
 /** Endpoints of one mirror. */
@@ -198,7 +197,7 @@ const proxy = table({
 export const engineShape = {
   cache: table({ dir: absolutePath, size: size(DEFAULTS.cache.size, MIN_CACHE_SIZE) }),
   prefetch: table({ policy: oneOf(PREFETCH_MODES, DEFAULTS.prefetch.policy), bandwidth: size(DEFAULTS.prefetch.bandwidth, 0) }),
-  reader: table({ amplify: size(DEFAULTS.reader.amplify, 0), threads: optional(checkInteger(1, MAX_THREADS)) }),
+  reader: table({ amplify: size(DEFAULTS.reader.amplify, 0), threads: optional(checkInteger(1, MAX_ZSTD_THREADS)) }),
   registry: table({
     insecure: list(parsed((v) => parseHost(v, ''), ''), MAX_INSECURE_HOSTS),
     plain_http_loopback: bool(DEFAULTS.registry.plainHttpLoopback),

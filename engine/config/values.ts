@@ -118,3 +118,12 @@ export function isLoopbackHost(host: string): boolean {
   if (hostname === '[::1]') return true;
   return isIP(hostname) === 4 && hostname.startsWith('127.');
 }
+
+/**
+ * A command-line value as a config value: text that is a plain number
+ * ("30", "0.5") becomes that number (seconds for durations, bytes for
+ * sizes, as numbers are in the file); other text stays text ("5s", "1G").
+ */
+export function flagValue(text: string): string | number {
+  return /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : text;
+}

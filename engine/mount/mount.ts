@@ -22,6 +22,9 @@ import type { Logger } from '../../common/logger';
 import type { DecompressAsync } from '../../format-spec/types';
 import { InodeType } from '../../format-spec/types';
 import { forceUnmount, isStaleMount } from '../../native/fuse';
+
+/** FUSE clean-up for the entry files (`nyd umount`), which do not reach native/ themselves. */
+export { forceUnmount, isStaleMount };
 import { AccessLog } from '../fs/access-log';
 import { ImageFilesystem, type ImageMountTuning } from '../fs/image-fs';
 import { RemoteChunkReader, newReaderStats, type ReaderStats } from '../reader/chunk-reader';
