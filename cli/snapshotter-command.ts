@@ -17,8 +17,6 @@ import { type RemoteFactory, type RunningSnapshotter, startSnapshotter } from '.
 import type { Command, CommandIO } from './main';
 import { parse } from './options';
 
-export { buildBackendChain, startSnapshotter, type RemoteContext, type RemoteFactory, type RemoteService, type RunningSnapshotter } from '../snapshotter/service';
-
 /** How long a stop may take (gRPC grace, unmounts, pools) before the command gives up with status 2. */
 export const SHUTDOWN_TIMEOUT_MS = 60_000;
 
