@@ -11,7 +11,7 @@ import { convertAllPlatforms, type ConvertIndexResult } from '../converter/conve
 import type { ConvertResult } from '../converter/types';
 import { parsePrefetchPatterns } from '../converter/prefetch-patterns';
 import { DEFAULT_CHUNK_SIZE } from '../format-spec/limits';
-import { createZstdPool } from '../native/zstd-pool';
+import { createZstdPool, MAX_ZSTD_THREADS } from '../converter/zstd-pool';
 import { parsePlatform } from '../oci/platform';
 import type { CommandIO } from './main';
 import { loggerFor, openImageSource, openImageTarget, parse, parseSize, readTextFile, TRANSPORT_OPTIONS, transportOptions } from './options';
@@ -62,8 +62,8 @@ export async function convertCommand(args: string[], io: CommandIO): Promise<num
   const chunkSize = values['chunk-size'] ? parseSize(values['chunk-size'], '--chunk-size') : DEFAULT_CHUNK_SIZE;
   const compressionLevel = values['compression-level'] ? Number(values['compression-level']) : DEFAULT_COMPRESSION_LEVEL;
   const threads = values.threads ? Number(values.threads) : undefined;
-  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 256)) {
-    throw invalidArgument('--threads must be an integer from 1 to 256');
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > MAX_ZSTD_THREADS)) {
+    throw invalidArgument(`--threads must be an integer from 1 to ${MAX_ZSTD_THREADS}`);
   }
   const prefetchPatterns = values['prefetch-patterns']
     ? parsePrefetchPatterns(readTextFile(values['prefetch-patterns'], '--prefetch-patterns'), values['prefetch-patterns'])

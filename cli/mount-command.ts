@@ -1,6 +1,7 @@
 /**
  * `nyd mount IMAGE MOUNTPOINT`: wiring only (flags, daemon, signals, status
- * socket); the mechanism is engine/mount.
+ * socket); the mechanism is engine/mount (createLazyEngine, the composition
+ * root shared with the snapshotter).
  *
  * Without --foreground the command starts itself again, detached (new
  * session), with --foreground and a readiness pipe on fd 3 (NYD_READY_FD),
@@ -15,14 +16,12 @@ import { closeSync, existsSync, openSync, promises as fsp, writeSync } from 'nod
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { codeOf, exitStatusOf, NydError } from '../common/errors';
-import { createZstdPool } from '../native/zstd-pool';
 import { parsePlatform } from '../oci/platform';
 import { parseReference } from '../oci/reference';
-import { DiskBlobCache } from '../engine/cache/disk-cache';
-import { isMountPoint, mountLazyImage } from '../engine/mount/mount';
-import { openRemoteImage } from '../engine/mount/open-remote';
+import { createLazyEngine } from '../engine/mount/lazy-engine';
+import { isMountPoint } from '../engine/mount/mount';
 import { StatusServer } from '../engine/mount/status-server';
-import type { LazyMount, PrefetchMode } from '../engine/mount/types';
+import type { LazyMount } from '../engine/mount/types';
 import type { CommandIO } from './main';
 import { mountSettings, type MountSettings } from './mount-options';
 import { loggerFor } from './options';
@@ -126,31 +125,14 @@ async function serve(s: MountSettings, io: CommandIO): Promise<number> {
       logger,
     );
     cleanups.push(['status socket', () => server.close()]);
-    const remote = await openRemoteImage(parseReference(s.image), {
+    const engine = createLazyEngine(s.engine, { logger });
+    cleanups.push(['engine (blob cache, zstd pool)', () => engine.close()]);
+    const remote = await engine.open(parseReference(s.image), {
       transport: s.transport,
       platform: s.values.platform ? parsePlatform(s.values.platform as string) : undefined,
-      fetchTimeoutMs: s.fetchTimeoutMs,
-      fetchRetries: s.fetchRetries,
-      logger,
     });
     cleanups.push(['registry client', () => remote.close()]);
-    const cache = new DiskBlobCache({ root: s.cacheDir, maxBytes: s.cacheBytes, logger });
-    cleanups.push(['blob cache', () => cache.close()]);
-    const pool = createZstdPool({ threads: s.threads, logger });
-    cleanups.push(['zstd pool', () => pool.destroy()]);
-    const mounted = await mountLazyImage(
-      { image: remote.image, backend: remote.backend, cache, decompress: (f, max) => pool.decompress(f, max), decompressConcurrency: Math.min(pool.capacity, 8), logger },
-      {
-        mountpoint: s.mountpoint,
-        attrTimeout: s.attrTimeout,
-        entryTimeout: s.entryTimeout,
-        kernelCache: s.kernelCache,
-        amplify: s.amplify,
-        prefetch: s.prefetch as PrefetchMode,
-        prefetchBandwidth: s.prefetchBandwidth,
-        fuse: { allowOther: s.allowOther, dev: s.dev, suid: s.suid, opTimeoutMs: s.opTimeoutMs },
-      },
-    );
+    const mounted = await engine.mount(remote.image, remote.backend, { mountpoint: s.mountpoint, allowOther: s.allowOther, dev: s.dev, suid: s.suid });
     cleanups.push(['mount', () => mounted.close()]);
     mount = mounted;
   } catch (err) {

@@ -1,37 +1,36 @@
 /**
  * The flags of `nyd mount`, parsed and checked into one settings record.
+ * The flags that set lazy-engine keys are mapped onto those keys
+ * (MOUNT_FLAG_KEYS) and checked by the engine's schema with its defaults
+ * (engine/config/schema.ts), so a flag and the snapshotter's TOML key
+ * accept the same values; errors name the flag.
  */
 import path from 'node:path';
 import { invalidArgument } from '../common/errors';
 import type { TransportOptions } from '../oci/types';
-import { DEFAULT_DISK_CACHE_MAX_BYTES } from '../engine/cache/disk-cache';
-import { DEFAULT_AMPLIFY_BYTES } from '../engine/reader/chunk-reader';
-import { DEFAULT_CACHE_TIMEOUT } from '../engine/fs/image-fs';
-import { PREFETCH_MODES } from '../engine/mount/prefetch';
-import { DEFAULT_FETCH_RETRIES, DEFAULT_FETCH_TIMEOUT_MS } from '../engine/mount/registry-backend';
+import { DEFAULTS, parseEngineConfig } from '../engine/config/schema';
+import type { ConfigTable, EngineConfig } from '../engine/config/types';
+import { flagValue } from '../engine/config/values';
 import { canonicalMountpoint, DEFAULT_STATUS_DIR, mountKeyPath, statusSocketPath } from '../engine/mount/status-server';
-import { parse, parseSize, TRANSPORT_OPTIONS, transportOptions } from './options';
+import { parse, TRANSPORT_OPTIONS, transportOptions } from './options';
 
-export const DEFAULT_CACHE_DIR = '/var/lib/nyd/cache';
-/** Prefetch bandwidth cap when none is given, bytes per second. */
-export const DEFAULT_PREFETCH_BANDWIDTH = 50 * 1024 * 1024;
-/** FUSE answers ETIMEDOUT after this long per op unless a fetch deadline needs longer. */
-const MIN_OP_TIMEOUT_MS = 60_000;
+const d = DEFAULTS;
+const mib = (n: number): string => (n % 1024 ** 3 === 0 ? `${n / 1024 ** 3}G` : n % 1024 ** 2 === 0 ? `${n / 1024 ** 2}M` : `${n}`);
 
 export const MOUNT_USAGE = `usage: nyd mount IMAGE MOUNTPOINT [options]
   mounts a nyd image read-only, fetching only its manifest and bootstrap; file
   content is fetched on demand (HTTP Range), verified, and kept in the cache.
   IMAGE: [docker://]host[:port]/repo[:tag|@digest], or oci:DIR[:TAG] (local layout)
   --foreground               serve in this process (default: start a daemon, return once mounted)
-  --cache-dir DIR            blob cache shared by all mounts (default ${DEFAULT_CACHE_DIR})
-  --cache-size SIZE          cache size limit (default 10G)
-  --prefetch MODE            none | list (the image's prefetch list) | all (default list)
-  --prefetch-bandwidth SIZE  prefetch bytes per second, 0 = no cap (default 50M)
-  --amplify SIZE             largest on-demand request: the missing unit plus neighbours (default 1M, 0 = one unit)
-  --fetch-timeout SECONDS    deadline of one registry read, retries included (default ${DEFAULT_FETCH_TIMEOUT_MS / 1000})
-  --fetch-retries N          retries of one registry request (default ${DEFAULT_FETCH_RETRIES})
-  --attr-timeout SECONDS     kernel attribute cache lifetime (default ${DEFAULT_CACHE_TIMEOUT})
-  --entry-timeout SECONDS    kernel name cache lifetime (default ${DEFAULT_CACHE_TIMEOUT})
+  --cache-dir DIR            blob cache shared by all mounts (default ${d.cache.dir})
+  --cache-size SIZE          cache size limit (default ${mib(d.cache.size)})
+  --prefetch MODE            none | list (the image's prefetch list) | all (default ${d.prefetch.policy})
+  --prefetch-bandwidth SIZE  prefetch bytes per second, 0 = no cap (default ${mib(d.prefetch.bandwidth)})
+  --amplify SIZE             largest on-demand request: the missing unit plus neighbours (default ${mib(d.reader.amplify)}, 0 = one unit)
+  --fetch-timeout DURATION   deadline of one registry read, retries included (default ${d.registry.fetchTimeoutMs / 1000}s)
+  --fetch-retries N          retries of one registry request (default ${d.registry.fetchRetries})
+  --attr-timeout SECONDS     kernel attribute cache lifetime (default ${d.fuse.attrTimeout})
+  --entry-timeout SECONDS    kernel name cache lifetime (default ${d.fuse.entryTimeout})
   --no-kernel-cache          do not keep file pages in the page cache across opens
   --allow-other              let other users see the mount
   --dev, --suid              honour device nodes and setuid bits (default: nodev,nosuid)
@@ -39,6 +38,7 @@ export const MOUNT_USAGE = `usage: nyd mount IMAGE MOUNTPOINT [options]
   --threads N                decompression threads (default: CPUs)
   --status-dir DIR           where the status socket and daemon log live (default ${DEFAULT_STATUS_DIR})
   --log-file FILE            daemon log (default: STATUS-DIR/<key>.log)
+  sizes: bytes or 512K, 10G; durations: seconds or 500ms, 5s, 2m
   --plain-http, --insecure HOST, --ca-file FILE, --creds USER:PASS, --docker-config FILE
   --log-level LEVEL          trace|debug|info|warn|error|silent (default info)`;
 
@@ -64,6 +64,45 @@ export const MOUNT_OPTIONS = {
   'log-file': { type: 'string' },
 } as const;
 
+/** Flags that set a key of the engine's config, and that key. */
+export const MOUNT_FLAG_KEYS: Readonly<Record<string, string>> = {
+  'cache-dir': 'cache.dir',
+  'cache-size': 'cache.size',
+  prefetch: 'prefetch.policy',
+  'prefetch-bandwidth': 'prefetch.bandwidth',
+  amplify: 'reader.amplify',
+  threads: 'reader.threads',
+  'fetch-timeout': 'registry.fetch_timeout',
+  'fetch-retries': 'registry.fetch_retries',
+  insecure: 'registry.insecure',
+  'ca-file': 'registry.ca_file',
+  'docker-config': 'registry.docker_config',
+  'attr-timeout': 'fuse.attr_timeout',
+  'entry-timeout': 'fuse.entry_timeout',
+  'no-kernel-cache': 'fuse.kernel_cache',
+};
+
+/** The engine config the flags give (defaults for the rest); relative paths are resolved here. */
+export function engineConfigFromFlags(v: Record<string, unknown>): EngineConfig {
+  const raw: ConfigTable = {};
+  const names = new Map<string, string>();
+  for (const [flag, key] of Object.entries(MOUNT_FLAG_KEYS)) {
+    const given = v[flag];
+    if (given === undefined) continue;
+    let value: unknown;
+    if (flag === 'no-kernel-cache') value = given !== true;
+    else if (flag === 'insecure') value = given;
+    else if (flag === 'cache-dir' || flag === 'ca-file' || flag === 'docker-config') value = path.resolve(given as string);
+    else value = flagValue(given as string);
+    const [section, name] = key.split('.') as [string, string];
+    raw[section] = { ...(raw[section] as ConfigTable | undefined), [name]: value };
+    names.set(key, `--${flag}`);
+    // An array's entries ("registry.insecure[0]") are named by the flag too.
+    if (flag === 'insecure') (given as string[]).forEach((_h, i) => names.set(`${key}[${i}]`, `--${flag}`));
+  }
+  return parseEngineConfig(raw, names);
+}
+
 export interface MountSettings {
   help: boolean;
   usage: string;
@@ -71,38 +110,15 @@ export interface MountSettings {
   image: string;
   mountpoint: string;
   foreground: boolean;
+  /** Flags the engine config has no key for: --plain-http, --creds. */
   transport: TransportOptions;
-  cacheDir: string;
-  cacheBytes: number;
-  prefetch: string;
-  prefetchBandwidth: number;
-  amplify: number;
-  fetchTimeoutMs: number;
-  fetchRetries: number;
-  opTimeoutMs: number;
-  attrTimeout?: number;
-  entryTimeout?: number;
-  kernelCache: boolean;
+  engine: EngineConfig;
   allowOther: boolean;
   dev: boolean;
   suid: boolean;
-  threads?: number;
   statusDir: string;
   socketPath: string;
   logFile: string;
-}
-
-/** A number of seconds within [min, max] (fractions allowed). */
-export function parseSeconds(text: string, what: string, min: number, max: number): number {
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw invalidArgument(`${what} must be a number of seconds from ${min} to ${max}, got "${text}"`);
-  return n;
-}
-
-function integer(text: string, what: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw invalidArgument(`${what} must be an integer from ${min} to ${max}, got "${text}"`);
-  return n;
 }
 
 export function mountSettings(args: string[]): MountSettings {
@@ -113,13 +129,8 @@ export function mountSettings(args: string[]): MountSettings {
   if (positionals.length !== 2) throw invalidArgument(`expected IMAGE and MOUNTPOINT\n${MOUNT_USAGE}`);
   const [image, mp] = positionals as [string, string];
   const mountpoint = canonicalMountpoint(mp);
-  const prefetch = str('prefetch') ?? 'list';
-  if (!(PREFETCH_MODES as readonly string[]).includes(prefetch)) throw invalidArgument(`--prefetch must be one of ${PREFETCH_MODES.join(', ')}`);
-  const fetchTimeoutMs = Math.round(1000 * parseSeconds(str('fetch-timeout') ?? String(DEFAULT_FETCH_TIMEOUT_MS / 1000), '--fetch-timeout', 0.1, 600));
-  const fetchRetries = integer(str('fetch-retries') ?? String(DEFAULT_FETCH_RETRIES), '--fetch-retries', 0, 10);
   const statusDir = path.resolve(str('status-dir') ?? DEFAULT_STATUS_DIR);
-  const cacheBytes = str('cache-size') ? parseSize(str('cache-size') as string, '--cache-size') : DEFAULT_DISK_CACHE_MAX_BYTES;
-  if (cacheBytes <= 0) throw invalidArgument('--cache-size must be above 0');
+  const { insecure: _i, 'ca-file': _c, 'docker-config': _d, ...transportFlags } = v;
   return {
     help: false,
     usage: MOUNT_USAGE,
@@ -127,23 +138,11 @@ export function mountSettings(args: string[]): MountSettings {
     image,
     mountpoint,
     foreground: v.foreground === true,
-    transport: transportOptions(v),
-    cacheDir: path.resolve(str('cache-dir') ?? DEFAULT_CACHE_DIR),
-    cacheBytes,
-    prefetch,
-    prefetchBandwidth: str('prefetch-bandwidth') ? parseSize(str('prefetch-bandwidth') as string, '--prefetch-bandwidth') : DEFAULT_PREFETCH_BANDWIDTH,
-    amplify: str('amplify') ? parseSize(str('amplify') as string, '--amplify') : DEFAULT_AMPLIFY_BYTES,
-    fetchTimeoutMs,
-    fetchRetries,
-    // A FUSE read may wait for a fetch, then (bad cached unit) a second one.
-    opTimeoutMs: Math.max(MIN_OP_TIMEOUT_MS, 3 * fetchTimeoutMs + 10_000),
-    attrTimeout: str('attr-timeout') ? parseSeconds(str('attr-timeout') as string, '--attr-timeout', 0, 86_400 * 365) : undefined,
-    entryTimeout: str('entry-timeout') ? parseSeconds(str('entry-timeout') as string, '--entry-timeout', 0, 86_400 * 365) : undefined,
-    kernelCache: v['no-kernel-cache'] !== true,
+    transport: transportOptions(transportFlags),
+    engine: engineConfigFromFlags(v),
     allowOther: v['allow-other'] === true,
     dev: v.dev === true,
     suid: v.suid === true,
-    threads: str('threads') ? integer(str('threads') as string, '--threads', 1, 256) : undefined,
     statusDir,
     socketPath: statusSocketPath(statusDir, mountpoint),
     logFile: path.resolve(str('log-file') ?? `${mountKeyPath(statusDir, mountpoint)}.log`),

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { invalidArgument } from '../common/errors';
+import { parseByteSize } from '../engine/config/values';
 import { createLogger, type Logger, type LogLevel } from '../common/logger';
 import { openSource, openTarget } from '../oci/open';
 import { parseReference } from '../oci/reference';
@@ -76,11 +77,7 @@ export function readTextFile(path: string, what: string): string {
   }
 }
 
-/** "1M", "512K", "1048576" -> bytes. */
+/** "1M", "512K", "1048576" -> bytes (engine/config/values.ts: the one size syntax). */
 export function parseSize(text: string, what: string): number {
-  const m = /^(\d+)([KMG]i?B?)?$/i.exec(text.trim());
-  if (!m) throw invalidArgument(`${what} "${text}" is not a size (e.g. 1M, 512K, 1048576)`);
-  const unit = (m[2] ?? '').toUpperCase()[0];
-  const mult = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
-  return Number(m[1]) * mult;
+  return parseByteSize(text, what, 0);
 }

@@ -11,17 +11,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { codeOf, ErrorCode, failedPrecondition, invalidArgument, notFound, NydError, timeout } from '../common/errors';
-import { forceUnmount, isStaleMount } from '../native/fuse';
 import { pidAlive } from '../engine/cache/leases';
 import { prefetchListOf, type AccessPattern } from '../engine/fs/access-log';
-import { mountTypeAt } from '../engine/mount/mount';
+import { parseDurationMs, flagValue } from '../engine/config/values';
+import { forceUnmount, isStaleMount, mountTypeAt } from '../engine/mount/mount';
 import { canonicalMountpoint, DEFAULT_STATUS_DIR, requestStatus, statusSocketPath } from '../engine/mount/status-server';
 import type { CommandIO } from './main';
-import { parseSeconds } from './mount-options';
 import { parse } from './options';
 
 const UMOUNT_USAGE = `usage: nyd umount MOUNTPOINT [options]
-  --timeout SECONDS   how long to wait for the mount to shut down (default 60)
+  --timeout DURATION  how long to wait for the mount to shut down (default 60)
   --status-dir DIR    as given to nyd mount (default ${DEFAULT_STATUS_DIR})`;
 
 const STATUS_USAGE = `usage: nyd status MOUNTPOINT [--status-dir DIR] [--access-pattern]
@@ -67,7 +66,8 @@ export async function umountCommand(args: string[], io: CommandIO): Promise<numb
     io.out.write(`${UMOUNT_USAGE}\n`);
     return 0;
   }
-  const waitMs = 1000 * parseSeconds((t.values.timeout as string | undefined) ?? String(DEFAULT_UMOUNT_TIMEOUT_S), '--timeout', 1, 3600);
+  const given = t.values.timeout as string | undefined;
+  const waitMs = given === undefined ? DEFAULT_UMOUNT_TIMEOUT_S * 1000 : parseDurationMs(flagValue(given), '--timeout', 1000, 3600_000);
   try {
     const answer = await requestStatus(t.socket, 'shutdown', waitMs);
     if (answer.ok !== true) throw answerError(answer);

@@ -44,6 +44,8 @@ async function viaConfig() {
 async function simple() {
   const { startSnapshotterServer } = load('snapshotter/snapshots/server.js');
   const { createNydRemoteHandler } = load('snapshotter/remote/index.js');
+  const { parseEngineConfig } = load('engine/config/schema.js');
+  const { flagValue } = load('engine/config/values.js');
   const { createLogger } = load('common/logger.js');
   const { values } = parseArgs({
     args: argv,
@@ -61,12 +63,18 @@ async function simple() {
   });
   if (!values.root || !values.address || !values['cache-dir']) fail('--root, --address and --cache-dir are required (or --config FILE)');
   const logger = createLogger(values['log-level'] || 'info', 'nyd-snapshotter');
+  const engine = parseEngineConfig(
+    {
+      cache: { dir: path.resolve(values['cache-dir']), ...(values['cache-size'] ? { size: flagValue(values['cache-size']) } : {}) },
+      prefetch: { policy: values.prefetch || 'list' },
+      registry: { insecure: values.insecure || [] },
+    },
+    new Map([['cache.dir', '--cache-dir'], ['cache.size', '--cache-size'], ['prefetch.policy', '--prefetch'], ['registry.insecure', '--insecure']]),
+  );
   const remote = createNydRemoteHandler({
     root: values.root,
-    cacheDir: values['cache-dir'],
-    cacheBytes: values['cache-size'] ? Number(values['cache-size']) : undefined,
-    transport: { plainHttp: values['plain-http'] === true, insecureHosts: values.insecure || [] },
-    prefetch: values.prefetch || 'list',
+    engine,
+    transport: values['plain-http'] === true ? { plainHttp: true } : undefined,
     statusIntervalMs: values['status-interval'] ? Number(values['status-interval']) : undefined,
     logger,
   });

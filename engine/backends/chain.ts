@@ -22,7 +22,7 @@ import { failedPrecondition } from '../../common/errors';
 import { nullLogger, type Logger } from '../../common/logger';
 import { RegistryClient } from '../../oci/registry/client';
 import type { Descriptor, TransportOptions } from '../../oci/types';
-import type { ProxyConfig, RegistryConfig } from '../../snapshotter/config/types';
+import type { ProxyConfig, RegistryConfig } from '../config/types';
 import type { BlobBackend } from '../types';
 import { FallbackBackend } from './fallback';
 import { HealthChecker, SourceState } from './health';

@@ -20,7 +20,7 @@ import { registryHost } from '../../oci/reference';
 import { createAgent } from '../../oci/registry/http';
 import { resolveLimits } from '../../oci/registry/limits';
 import type { TransportOptions } from '../../oci/types';
-import { isLoopbackHost } from '../../snapshotter/config/values';
+import { isLoopbackHost } from '../config/values';
 
 /** Deadline of one probe request. */
 export const PROBE_TIMEOUT_MS = 3_000;

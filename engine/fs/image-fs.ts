@@ -13,12 +13,10 @@
 import { failedPrecondition } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { type FuseHandle, type MountOptions, mountFuse } from '../../native/fuse';
+import { DEFAULTS } from '../config/schema';
 import type { Filesystem, FilesystemOptions } from '../types';
 import type { AccessRecorder } from './access-log';
 import { ImageOps } from './image-ops';
-
-/** Kernel attribute / entry cache lifetime when the caller gives none, seconds. */
-export const DEFAULT_CACHE_TIMEOUT = 3600;
 
 /** Mount settings beyond the Filesystem contract, for the entry files that need them. */
 export type ImageMountTuning = Pick<
@@ -43,17 +41,17 @@ export class ImageFilesystem implements Filesystem {
   constructor(opts: ImageFilesystemOptions) {
     this.logger = opts.logger;
     this.ops = new ImageOps({ bootstrap: opts.bootstrap, reader: opts.reader, logger: opts.logger, accessLog: opts.accessLog });
-    const entryTimeout = opts.entryTimeout ?? DEFAULT_CACHE_TIMEOUT;
+    const entryTimeout = opts.entryTimeout ?? DEFAULTS.fuse.entryTimeout;
     this.mountOptions = {
       fsName: 'nyd',
       ...opts.mount,
       subtype: 'nyd',
       readOnly: true,
       useIno: true,
-      attrTimeout: opts.attrTimeout ?? DEFAULT_CACHE_TIMEOUT,
+      attrTimeout: opts.attrTimeout ?? DEFAULTS.fuse.attrTimeout,
       entryTimeout,
       negativeTimeout: entryTimeout,
-      kernelCache: opts.keepCache ?? true,
+      kernelCache: opts.keepCache ?? DEFAULTS.fuse.kernelCache,
       logger: opts.logger,
     };
   }

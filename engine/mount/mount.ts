@@ -24,6 +24,10 @@ import type { DecompressAsync } from '../../format-spec/types';
 import { InodeType } from '../../format-spec/types';
 import type { DecompressAndHash } from '../../native/types';
 import { forceUnmount, isStaleMount } from '../../native/fuse';
+
+/** FUSE clean-up for the entry files (`nyd umount`), which do not reach native/ themselves. */
+export { forceUnmount, isStaleMount };
+import { DEFAULTS } from '../config/schema';
 import { AccessLog } from '../fs/access-log';
 import { ImageFilesystem, type ImageMountTuning } from '../fs/image-fs';
 import { RemoteChunkReader, newReaderStats, type ReaderStats } from '../reader/chunk-reader';
@@ -50,14 +54,14 @@ export interface LazyMountDeps {
 export interface LazyMountOptions {
   /** An existing directory. */
   mountpoint: string;
-  /** Kernel attribute / entry cache lifetimes in seconds (default: ImageFilesystem's, 1 hour). */
+  /** Kernel attribute / entry cache lifetimes in seconds (default: DEFAULTS.fuse, engine/config/schema.ts). */
   attrTimeout?: number;
   entryTimeout?: number;
-  /** Keep file pages in the kernel's page cache across opens (default true). */
+  /** Keep file pages in the kernel's page cache across opens (default DEFAULTS.fuse.kernelCache). */
   kernelCache?: boolean;
   /** Byte budget of one on-demand request: the missing unit plus free neighbours (default: the reader's, 1 MiB). */
   amplify?: number;
-  /** Default 'list'. */
+  /** Default DEFAULTS.prefetch.policy. */
   prefetch?: PrefetchMode;
   /** Prefetch bytes per second; 0 or absent: no cap. */
   prefetchBandwidth?: number;
@@ -217,12 +221,12 @@ export async function mountLazyImage(deps: LazyMountDeps, opts: LazyMountOptions
       logger: log,
       attrTimeout: opts.attrTimeout,
       entryTimeout: opts.entryTimeout,
-      keepCache: opts.kernelCache ?? true,
+      keepCache: opts.kernelCache ?? DEFAULTS.fuse.kernelCache,
       mount: { ...opts.fuse, cleanStale: false },
       accessLog,
     });
     await fs.mount(mountpoint);
-    const prefetcher = new Prefetcher({ bootstrap: image.bootstrap, reader, mode: opts.prefetch ?? 'list', logger: log });
+    const prefetcher = new Prefetcher({ bootstrap: image.bootstrap, reader, mode: opts.prefetch ?? DEFAULTS.prefetch.policy, logger: log });
     return new MountedImage(mountpoint, image, fs, reader, readerStats, latency, prefetcher, accessLog, leases, log);
   } catch (err) {
     for (const release of leases) release();

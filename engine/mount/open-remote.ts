@@ -22,15 +22,16 @@ import type { ImageRef, ImageSource, Platform, TransportOptions } from '../../oc
 import { FileBlobBackend } from '../reader/file-backend';
 import type { BlobBackend } from '../types';
 import { openLazyImage } from './lazy-image';
-import { DEFAULT_FETCH_RETRIES, DEFAULT_FETCH_TIMEOUT_MS, lazyRegistryLimits, RegistryBlobBackend } from './registry-backend';
+import { DEFAULTS } from '../config/schema';
+import { lazyRegistryLimits, RegistryBlobBackend } from './registry-backend';
 import type { LazyImage } from './types';
 
 export interface OpenRemoteOptions {
   transport?: TransportOptions;
   platform?: Platform;
-  /** Deadline of one chunk fetch in ms, retries included (default DEFAULT_FETCH_TIMEOUT_MS). */
+  /** Deadline of one chunk fetch in ms, retries included (default DEFAULTS.registry.fetchTimeoutMs). */
   fetchTimeoutMs?: number;
-  /** Retries of one request after the first attempt (default DEFAULT_FETCH_RETRIES). */
+  /** Retries of one request after the first attempt (default DEFAULTS.registry.fetchRetries). */
   fetchRetries?: number;
   logger?: Logger;
 }
@@ -54,14 +55,14 @@ async function openWith(source: ImageSource, makeBackend: (image: LazyImage) => 
 /** Opens `ref` for lazy serving; see above. */
 export async function openRemoteImage(ref: ImageRef, opts: OpenRemoteOptions = {}): Promise<RemoteImage> {
   const logger = opts.logger ?? nullLogger;
-  const timeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+  const timeoutMs = opts.fetchTimeoutMs ?? DEFAULTS.registry.fetchTimeoutMs;
   switch (ref.transport) {
     case 'registry': {
       const client = new RegistryClient({
         domain: ref.domain,
         opts: opts.transport,
         logger,
-        limits: lazyRegistryLimits(timeoutMs, opts.fetchRetries ?? DEFAULT_FETCH_RETRIES),
+        limits: lazyRegistryLimits(timeoutMs, opts.fetchRetries ?? DEFAULTS.registry.fetchRetries),
       });
       const source = new RegistrySource(ref, client);
       return openWith(

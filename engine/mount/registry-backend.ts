@@ -6,7 +6,8 @@
  * It is a RangeBackend (backends/range-backend: the image's blobs only,
  * per-read deadline, bound on reads in flight) named "registry", with the
  * lazy mount's defaults and a failure hold. A read never hangs:
- * - every read has a deadline (timeoutMs, default DEFAULT_FETCH_TIMEOUT_MS)
+ * - every read has a deadline (timeoutMs, default registry.fetch_timeout of
+ *   engine/config/schema.ts DEFAULTS)
  *   covering the client's retries and backoff; when it passes the request is
  *   aborted and the read rejects with Timeout (not Canceled: the chunk reader
  *   repeats canceled reads, and must not repeat a timed-out one);
@@ -33,12 +34,9 @@ import { codeOf, ErrorCode, invalidArgument, NydError } from '../../common/error
 import type { Logger } from '../../common/logger';
 import type { RegistryLimits } from '../../oci/registry/limits';
 import type { Descriptor } from '../../oci/types';
+import { DEFAULTS, MAX_FETCH_RETRIES } from '../config/schema';
 import { checkReadTimeout, MAX_CONCURRENT_READS, MAX_READ_TIMEOUT_MS, RangeBackend, type RangeClient } from '../backends/range-backend';
 
-/** Default deadline of one backend read, retries included. */
-export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
-/** Default retries of one request after the first attempt (transport failures, 5xx, 429). */
-export const DEFAULT_FETCH_RETRIES = 3;
 /** Default requests in flight at once. */
 export const MAX_CONCURRENT_FETCHES = MAX_CONCURRENT_READS;
 /** First backoff delay between attempts (doubles per retry, capped at FETCH_BACKOFF_MAX_MS). */
@@ -56,7 +54,7 @@ export interface RegistryBlobBackendOptions {
   repository: string;
   /** The image's blob layers: the only blobs this backend reads. */
   blobs: readonly Descriptor[];
-  /** Deadline of one read in ms, retries included (default DEFAULT_FETCH_TIMEOUT_MS). */
+  /** Deadline of one read in ms, retries included (default DEFAULTS.registry.fetchTimeoutMs). */
   timeoutMs?: number;
   maxConcurrent?: number;
   /** How long new reads fail at once after a Timeout or Unavailable (default FAILURE_HOLD_MS; 0: never). */
@@ -71,9 +69,9 @@ const checkTimeout = (ms: number): number => checkReadTimeout(ms, 'fetch timeout
  * retries after the first attempt, short backoff, and per-attempt timeouts
  * that never outlast the deadline.
  */
-export function lazyRegistryLimits(timeoutMs: number = DEFAULT_FETCH_TIMEOUT_MS, retries: number = DEFAULT_FETCH_RETRIES): Partial<RegistryLimits> {
+export function lazyRegistryLimits(timeoutMs: number = DEFAULTS.registry.fetchTimeoutMs, retries: number = DEFAULTS.registry.fetchRetries): Partial<RegistryLimits> {
   const ms = checkTimeout(timeoutMs);
-  if (!Number.isInteger(retries) || retries < 0 || retries > 10) throw invalidArgument(`fetch retries must be an integer from 0 to 10, got ${retries}`);
+  if (!Number.isInteger(retries) || retries < 0 || retries > MAX_FETCH_RETRIES) throw invalidArgument(`fetch retries must be an integer from 0 to ${MAX_FETCH_RETRIES}, got ${retries}`);
   return {
     maxAttempts: retries + 1,
     backoffBaseMs: FETCH_BACKOFF_BASE_MS,
@@ -96,7 +94,7 @@ export class RegistryBlobBackend extends RangeBackend {
       client: opts.client,
       repository: opts.repository,
       blobs: opts.blobs,
-      timeoutMs: checkTimeout(opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS),
+      timeoutMs: checkTimeout(opts.timeoutMs ?? DEFAULTS.registry.fetchTimeoutMs),
       maxConcurrent: opts.maxConcurrent ?? MAX_CONCURRENT_FETCHES,
       logger: opts.logger,
     });

@@ -1,7 +1,6 @@
 /**
- * The lazy engine behind `nyd mount` (and, later, the containerd
- * snapshotter, which mounts each image once and shares the mount between its
- * containers).
+ * The lazy engine behind `nyd mount` and the containerd snapshotter (which
+ * mounts each image once and shares the mount between its containers).
  *
  * Terms
  * - LazyImage: what is known of a nyd image after fetching its manifest and
@@ -10,6 +9,12 @@
  * - LazyMount: one read-only FUSE mount of one LazyImage, with its chunk
  *   reader (cache, then registry), its leases on the cached blobs, its
  *   background prefetch and its counters.
+ *
+ * Composition: createLazyEngine(config, { logger }) (lazy-engine.ts) is the
+ * one place the parts are put together, for `nyd mount` and the
+ * snapshotter alike: it owns the blob cache and the zstd pool, opens images
+ * with the config's registry settings and calls mountLazyImage with the
+ * config's mount settings (engine/config: schema and DEFAULTS).
  *
  * Lifecycle
  *   image = await openLazyImage(source)               (lazy-image.ts)

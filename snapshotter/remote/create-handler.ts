@@ -1,9 +1,10 @@
 /**
  * createNydRemoteHandler(): wires the parts of nyd's remote layers (types.ts
- * explains the whole): registry access, image opener, blob cache, zstd pool,
- * image mounts and the handler. Use:
+ * explains the whole): registry access, image opener, the lazy engine
+ * (engine/mount/lazy-engine.ts: blob cache, zstd pool, mounts, shared with
+ * `nyd mount`), image mounts and the handler. Use:
  *
- *   const remote = createNydRemoteHandler({ root, cacheDir, transport, logger });
+ *   const remote = createNydRemoteHandler({ root, engine: parseEngineConfig({ cache: { dir } }), logger });
  *   const server = await startSnapshotterServer({ root, address, logger, remote });
  *   ...
  *   await server.close(); await remote.close();
@@ -11,24 +12,14 @@
 import * as path from 'node:path';
 import { nullLogger } from '../../common/logger';
 import { parseReference } from '../../oci/reference';
-import { createZstdPool } from '../../native/zstd-pool';
-import { DiskBlobCache } from '../../engine/cache/disk-cache';
-import { mountLazyImage } from '../../engine/mount/mount';
+import { createLazyEngine } from '../../engine/mount/lazy-engine';
 import type { RemoteImage } from '../../engine/mount/open-remote';
-import { DEFAULT_FETCH_TIMEOUT_MS } from '../../engine/mount/registry-backend';
 import type { LazyMount } from '../../engine/mount/types';
 import { NydLayerHandler } from './handler';
 import { ImageMounts } from './image-mounts';
 import { ImageOpener } from './image-opener';
 import { RegistryAccess, type TransportResolver } from './registry-access';
 import { MOUNTS_DIR, type ImageRecord, type NydRemoteHandler, type NydRemoteOptions } from './types';
-
-type ZstdPool = ReturnType<typeof createZstdPool>;
-
-/** FUSE answers ETIMEDOUT after at least this long per op. */
-const MIN_OP_TIMEOUT_MS = 60_000;
-/** Most decompressions in flight per mount. */
-const MAX_DECOMPRESS_CONCURRENCY = 8;
 
 /** The same mount, calling `after` once it is closed. */
 function onClosed(m: LazyMount, after: () => void): LazyMount {
@@ -48,16 +39,18 @@ function onClosed(m: LazyMount, after: () => void): LazyMount {
 export function createNydRemoteHandler(opts: NydRemoteOptions): NydRemoteHandler {
   const logger = opts.logger ?? nullLogger;
   const root = path.resolve(opts.root);
-  const fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   const { transportFor } = opts;
+  const { registry } = opts.engine;
   let ownAccess: RegistryAccess | undefined;
   const access: TransportResolver = transportFor
     ? { transportFor }
-    : (ownAccess = new RegistryAccess(opts.transport ?? {}, logger, opts.plainHttpLoopback ?? true));
-  const opener = new ImageOpener({ access, fetchTimeoutMs: opts.fetchTimeoutMs, fetchRetries: opts.fetchRetries, logger });
-  const cache = new DiskBlobCache({ root: path.resolve(opts.cacheDir), maxBytes: opts.cacheBytes, logger });
-  let pool: ZstdPool | undefined;
-  const zstd = (): ZstdPool => (pool ??= createZstdPool({ threads: opts.threads, logger }));
+    : (ownAccess = new RegistryAccess(
+        { ...opts.transport, insecureHosts: [...registry.insecure, ...(opts.transport?.insecureHosts ?? [])], caFile: registry.caFile, dockerConfigPath: registry.dockerConfig },
+        logger,
+        registry.plainHttpLoopback,
+      ));
+  const engine = createLazyEngine(opts.engine, { logger });
+  const opener = new ImageOpener({ access, open: (ref, transport) => engine.open(ref, { transport: { ...opts.transport, ...transport } }), logger });
 
   const mount = async (remote: RemoteImage, mountpoint: string, record: ImageRecord): Promise<LazyMount> => {
     const pinned = parseReference(record.pinned);
@@ -65,28 +58,9 @@ export function createNydRemoteHandler(opts: NydRemoteOptions): NydRemoteHandler
       opts.backendFor && pinned.transport === 'registry'
         ? await opts.backendFor({ domain: pinned.domain, repository: pinned.repository, blobs: remote.image.blobs }, remote.backend)
         : remote.backend;
-    const p = zstd();
-    const mounted = await mountLazyImage(
-      {
-        image: remote.image,
-        backend,
-        cache,
-        decompress: (frame, max) => p.decompress(frame, max),
-        decompressConcurrency: Math.min(p.capacity, MAX_DECOMPRESS_CONCURRENCY),
-        logger,
-      },
-      {
-        mountpoint,
-        prefetch: opts.prefetch ?? 'list',
-        prefetchBandwidth: opts.prefetchBandwidth,
-        attrTimeout: opts.fuse?.attrTimeout,
-        entryTimeout: opts.fuse?.entryTimeout,
-        kernelCache: opts.fuse?.kernelCache,
-        // Containers run as any user and may hold device nodes and setuid
-        // files, as with ordinary overlay snapshots.
-        fuse: { allowOther: true, dev: true, suid: true, fsName: 'nyd', opTimeoutMs: Math.max(MIN_OP_TIMEOUT_MS, 3 * fetchTimeoutMs + 10_000) },
-      },
-    );
+    // Containers run as any user and may hold device nodes and setuid
+    // files, as with ordinary overlay snapshots.
+    const mounted = await engine.mount(remote.image, backend, { mountpoint, allowOther: true, dev: true, suid: true, fsName: 'nyd' });
     const untrack = opts.trackMount?.(() => mounted.stats());
     return untrack ? onClosed(mounted, untrack) : mounted;
   };
@@ -110,8 +84,7 @@ export function createNydRemoteHandler(opts: NydRemoteOptions): NydRemoteHandler
     close() {
       closing ??= (async () => {
         await mounts.close();
-        await cache.close();
-        await pool?.destroy();
+        await engine.close();
         await ownAccess?.close();
       })();
       return closing;

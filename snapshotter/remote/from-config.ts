@@ -26,18 +26,9 @@ export interface NydRemoteContext {
 
 export function nydRemoteFromConfig(ctx: NydRemoteContext): NydRemoteHandler {
   const { config, backends, metrics } = ctx;
-  const { registry } = config;
   return createNydRemoteHandler({
     root: config.root,
-    cacheDir: config.cache.dir,
-    cacheBytes: config.cache.size,
-    transport: { insecureHosts: [...registry.insecure], caFile: registry.caFile, dockerConfigPath: registry.dockerConfig },
-    plainHttpLoopback: registry.plainHttpLoopback,
-    prefetch: config.prefetch.policy,
-    prefetchBandwidth: config.prefetch.bandwidth,
-    fetchTimeoutMs: registry.fetchTimeoutMs,
-    fetchRetries: registry.fetchRetries,
-    fuse: config.fuse,
+    engine: config,
     transportFor: backends ? (domain) => backends.transportFor(domain) : undefined,
     backendFor: backends ? (image, origin) => backends.forImage(image, origin) : undefined,
     trackMount: metrics ? (stats) => metrics.trackMount(stats) : undefined,

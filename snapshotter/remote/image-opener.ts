@@ -14,6 +14,7 @@
 import { dataCorrupt, failedPrecondition, invalidArgument } from '../../common/errors';
 import { nullLogger, type Logger } from '../../common/logger';
 import { formatReference, parseReference } from '../../oci/reference';
+import type { TransportOptions } from '../../oci/types';
 import { openRemoteImage, type RemoteImage } from '../../engine/mount/open-remote';
 import { registryError, type TransportResolver } from './registry-access';
 import type { ImageRecord, NydLayerLabels, RegistryRef } from './types';
@@ -21,8 +22,8 @@ import type { ImageRecord, NydLayerLabels, RegistryRef } from './types';
 export interface ImageOpenerOptions {
   /** Scheme and TLS settings per registry. */
   access: TransportResolver;
-  fetchTimeoutMs?: number;
-  fetchRetries?: number;
+  /** Opens a reference with those settings (default: openRemoteImage with the engine's defaults; LazyEngine.open). */
+  open?: (ref: RegistryRef, transport: TransportOptions) => Promise<RemoteImage>;
   logger?: Logger;
 }
 
@@ -42,12 +43,7 @@ export class ImageOpener {
     const { access } = this.opts;
     const transport = await access.transportFor(ref.domain, ref.repository);
     try {
-      return await openRemoteImage(ref, {
-        transport,
-        fetchTimeoutMs: this.opts.fetchTimeoutMs,
-        fetchRetries: this.opts.fetchRetries,
-        logger: this.logger,
-      });
+      return await (this.opts.open ? this.opts.open(ref, transport) : openRemoteImage(ref, { transport, logger: this.logger }));
     } catch (err) {
       access.forget?.(ref.domain);
       throw registryError(err, `opening nyd image ${formatReference(ref)}`, ref.domain, transport);

@@ -63,7 +63,8 @@
  */
 import type { Logger } from '../../common/logger';
 import type { Descriptor, TransportOptions } from '../../oci/types';
-import type { LazyMountStatus, PrefetchMode } from '../../engine/mount/types';
+import type { EngineConfig } from '../../engine/config/types';
+import type { LazyMountStatus } from '../../engine/mount/types';
 import type { RemoteLayerHandler } from '../snapshots/types';
 import type { BlobBackend, MountStats } from '../../engine/types';
 
@@ -143,31 +144,21 @@ export interface ImageMountStatus extends LazyMountStatus {
 export interface NydRemoteOptions {
   /** The snapshotter root (the snapshot store's); mounts go to <root>/mounts. */
   readonly root: string;
-  /** The blob cache directory (shared with `nyd mount`). */
-  readonly cacheDir: string;
-  /** Cache size limit in bytes (default: the disk cache's). */
-  readonly cacheBytes?: number;
   /**
-   * Registry access. Loopback registries (127.0.0.0/8, ::1, localhost) are
-   * tried with HTTPS, then plain HTTP; other hosts need plainHttp or
-   * insecureHosts for HTTP, as with containerd's resolver.
+   * The lazy engine's configuration (engine/config: cache dir and size,
+   * prefetch, reader, registry, fuse; the snapshotter's config is one),
+   * e.g. parseEngineConfig({ cache: { dir } }) for the defaults but the cache
+   * directory (shared with `nyd mount`). Registry access without transportFor:
+   * loopback registries (127.0.0.0/8, ::1, localhost) are tried with HTTPS,
+   * then plain HTTP (registry.plain_http_loopback); other hosts need
+   * registry.insecure (or transport.plainHttp) for HTTP, as with containerd's
+   * resolver.
    */
+  readonly engine: EngineConfig;
+  /** Transport settings beyond the config's keys (plainHttp, creds), for every registry. */
   readonly transport?: TransportOptions;
-  /** Whether loopback registries may fall back to plain HTTP (default true). */
-  readonly plainHttpLoopback?: boolean;
-  /** What each mount prefetches (default 'list'). */
-  readonly prefetch?: PrefetchMode;
-  /** Prefetch bytes per second; 0 or absent: no cap. */
-  readonly prefetchBandwidth?: number;
-  /** Deadline of one registry read in ms, retries included (default: the lazy engine's). */
-  readonly fetchTimeoutMs?: number;
-  readonly fetchRetries?: number;
-  /** Decompression threads (default: CPUs). */
-  readonly threads?: number;
   /** Status file period (default DEFAULT_STATUS_INTERVAL_MS). */
   readonly statusIntervalMs?: number;
-  /** Kernel cache settings of the image mounts (default: the lazy engine's). */
-  readonly fuse?: { readonly attrTimeout?: number; readonly entryTimeout?: number; readonly kernelCache?: boolean };
   /**
    * Seams for the snapshotter's own registry handling (all optional):
    * - transportFor: TransportOptions for a registry domain, replacing the

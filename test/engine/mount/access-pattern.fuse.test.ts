@@ -21,6 +21,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePrefetchPatterns } from '../../../converter/prefetch-patterns';
 import { ANNOTATION_BLOB, ANNOTATION_BOOTSTRAP } from '../../../format-spec/oci-names';
+import { parseEngineConfig } from '../../../engine/config/schema';
 import { createNydRemoteHandler, type NydRemoteHandler } from '../../../snapshotter/remote';
 import { LABEL_STARGZ_DIGEST, LABEL_STARGZ_REFERENCE } from '../../../snapshotter/remote/labels';
 import { LABEL_SNAPSHOT_REF, type RemoteLower, type RemoteSnapshot } from '../../../snapshotter/snapshots/types';
@@ -144,7 +145,7 @@ describe('the access pattern of a nyd mount', () => {
     const direct = `${env.registry.host}/torture:nyd`;
     const res = await fetch(`http://${env.registry.host}/v2/torture/manifests/nyd`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     const layers = ((await res.json()) as { layers: { digest: string }[] }).layers;
-    const handler: NydRemoteHandler = createNydRemoteHandler({ root, cacheDir: path.join(env.work, 'snap-cache'), prefetch: 'none', statusIntervalMs: 100 });
+    const handler: NydRemoteHandler = createNydRemoteHandler({ root, engine: parseEngineConfig({ cache: { dir: path.join(env.work, 'snap-cache') }, prefetch: { policy: 'none' } }), statusIntervalMs: 100 });
     try {
       await handler.ready;
       let boot: RemoteSnapshot | undefined;

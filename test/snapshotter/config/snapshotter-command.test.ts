@@ -158,7 +158,7 @@ describe('nyd snapshotter', () => {
 
 describe('startSnapshotter (in process): the remote-layer seam', () => {
   it('hands the factory config, metrics and backends, serves with its handler, and closes it after the gRPC server', async () => {
-    const { startSnapshotter } = await import('../../../cli/snapshotter-command');
+    const { startSnapshotter } = await import('../../../snapshotter/service');
     const { parseConfig } = await import('../../../snapshotter/config/load');
     const { nullLogger } = await import('../../../common/logger');
     const dir = mkdtempSync(path.join(work, 'seam-'));

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { ANNOTATION_BLOB, ANNOTATION_BOOTSTRAP } from '../../../format-spec/oci-names';
 import { forceUnmount } from '../../../native/fuse';
+import { parseEngineConfig } from '../../../engine/config/schema';
 import { createNydRemoteHandler, type NydRemoteHandler } from '../../../snapshotter/remote';
 import { LABEL_STARGZ_DIGEST, LABEL_STARGZ_REFERENCE } from '../../../snapshotter/remote/labels';
 import { IMAGE_RECORD_FILE } from '../../../snapshotter/remote/types';
@@ -50,7 +51,7 @@ describe('NydRemoteHandler with the lazy engine', () => {
     const res = await fetch(`http://${registry.host}/v2/nyd/handler/manifests/${manifest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
     layers = ((await res.json()) as { layers: { digest: string }[] }).layers;
     root = path.join(work, 'root');
-    handler = createNydRemoteHandler({ root, cacheDir: path.join(work, 'cache'), prefetch: 'none', statusIntervalMs: 100 });
+    handler = createNydRemoteHandler({ root, engine: parseEngineConfig({ cache: { dir: path.join(work, 'cache') }, prefetch: { policy: 'none' } }), statusIntervalMs: 100 });
     await handler.ready;
   });
 
