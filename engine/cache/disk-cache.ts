@@ -37,6 +37,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { invalidArgument, wrap } from '../../common/errors';
+import { DEFAULTS } from '../config/schema';
 import { nullLogger, type Logger } from '../../common/logger';
 import type { BlobCache, ChunkAddress, VerifiedChunk } from '../types';
 import { ChunkRecords } from './chunk-records';
@@ -48,8 +49,6 @@ import { checkAddress, checkChunkRead, checkPut, hexOf } from './validate';
 export type { Release } from './leases';
 export { MAX_RANGE_LENGTH } from './validate';
 
-/** Default size limit when the caller gives none. */
-export const DEFAULT_DISK_CACHE_MAX_BYTES = 10 * 1024 ** 3;
 /** Default least free space kept on the cache's file system, as a fraction of its size. */
 export const DEFAULT_MIN_FREE_FRACTION = 0.05;
 /** Eviction stops once usage is at or below this fraction of maxBytes. */
@@ -73,7 +72,7 @@ export interface FsSpace {
 export interface DiskBlobCacheOptions {
   /** Directory owning the cache (created if absent). */
   root: string;
-  /** Size limit in bytes (default DEFAULT_DISK_CACHE_MAX_BYTES). */
+  /** Size limit in bytes (default DEFAULTS.cache.size). */
   maxBytes?: number;
   /** Free bytes to keep on the file system (default 0; the larger of this and minFreeFraction counts). */
   minFreeBytes?: number;
@@ -151,7 +150,7 @@ export class DiskBlobCache implements BlobCache {
 
   constructor(opts: DiskBlobCacheOptions) {
     this.root = opts.root;
-    this.maxBytes = opts.maxBytes ?? DEFAULT_DISK_CACHE_MAX_BYTES;
+    this.maxBytes = opts.maxBytes ?? DEFAULTS.cache.size;
     if (!(this.maxBytes > 0)) throw invalidArgument(`cache maxBytes must be positive, got ${this.maxBytes}`);
     this.minFreeBytes = opts.minFreeBytes ?? 0;
     this.minFreeFraction = opts.minFreeFraction ?? DEFAULT_MIN_FREE_FRACTION;

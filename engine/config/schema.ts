@@ -8,8 +8,6 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { invalidArgument } from '../../common/errors';
 import { MAX_ZSTD_THREADS } from '../../native/zstd-pool';
-import { DEFAULT_DISK_CACHE_MAX_BYTES } from '../cache/disk-cache';
-import { DEFAULT_AMPLIFY_BYTES } from '../reader/chunk-reader';
 import { MAX_READ_TIMEOUT_MS } from '../backends/range-backend';
 import { PREFETCH_MODES } from '../mount/prefetch';
 import type { ConfigTable, EngineConfig, FlagNames, MirrorConfig, ProxyConfig } from './types';
@@ -26,9 +24,9 @@ export const CACHE_SUBDIR = 'cache';
  * own constants, which those modules also fall back to.)
  */
 export const DEFAULTS: Omit<EngineConfig, 'proxy'> & { readonly proxy: Omit<ProxyConfig, 'url' | 'healthCheckUrl'> } = {
-  cache: { dir: path.join(DEFAULT_STATE_DIR, CACHE_SUBDIR), size: DEFAULT_DISK_CACHE_MAX_BYTES },
+  cache: { dir: path.join(DEFAULT_STATE_DIR, CACHE_SUBDIR), size: 10 * 1024 ** 3 },
   prefetch: { policy: 'list', bandwidth: 50 * 1024 ** 2 },
-  reader: { amplify: DEFAULT_AMPLIFY_BYTES, threads: undefined },
+  reader: { amplify: 1024 * 1024, threads: undefined },
   registry: {
     insecure: [],
     plainHttpLoopback: true,

@@ -23,6 +23,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { canceled, ErrorCode, isCode, NydError, wrap } from '../../common/errors';
+import { DEFAULTS } from '../config/schema';
 import { nullLogger, type Logger } from '../../common/logger';
 import type { ChunkRef, DecompressAsync } from '../../format-spec/types';
 import type { DecompressAndHash } from '../../native/types';
@@ -36,8 +37,6 @@ import { chunkKey, hashingDecompressor, newReaderStats, unitKey, UnitVerifier, t
 export { MAX_PENDING_CACHE_WRITES } from './cache-filler';
 export { newReaderStats, type ReaderStats } from './unit-verifier';
 
-/** Default budget of one amplified request (the unit asked for plus neighbours). */
-export const DEFAULT_AMPLIFY_BYTES = 1024 * 1024;
 /** Most units one request fetches. */
 export const MAX_UNITS_PER_FETCH = 64;
 /** Default decompressions in flight (keep it <= the zstd pool's capacity). */
@@ -65,7 +64,7 @@ export interface RemoteChunkReaderOptions {
   logger?: Logger;
   /** Counters to update (default: fresh ones, see `stats`). */
   stats?: ReaderStats;
-  /** Budget in bytes of one amplified request (default DEFAULT_AMPLIFY_BYTES; 0: no amplification). */
+  /** Budget in bytes of one amplified request (default DEFAULTS.reader.amplify; 0: no amplification). */
   amplify?: number;
   /** Units and their chunks per blob (buildUnitIndex); without it there is no amplification. */
   unitIndex?: UnitIndex;
@@ -123,7 +122,7 @@ export class RemoteChunkReader implements ChunkReader {
     this.cache = opts.cache;
     this.logger = opts.logger ?? nullLogger;
     this.stats = opts.stats ?? newReaderStats();
-    this.amplify = opts.amplify ?? DEFAULT_AMPLIFY_BYTES;
+    this.amplify = opts.amplify ?? DEFAULTS.reader.amplify;
     this.index = opts.unitIndex;
     const decompress = opts.decompressAndHash ?? (opts.decompress && hashingDecompressor(opts.decompress));
     if (!decompress) throw new TypeError('RemoteChunkReader needs decompressAndHash or decompress');

@@ -132,7 +132,7 @@ describe('DiskBlobCache on disk', () => {
   });
 
   describe('nyd cache check', () => {
-    it('finds a corrupted byte, names blob and offset, drops that chunk only, exits non-zero', async () => {
+    it('finds a corrupted byte, names blob and offset, drops that chunk only, exits 3', async () => {
       const c = newCache();
       await c.put(blob.digest, blob.uspace, blob.chunks);
       const bad = blob.chunks[3];
@@ -147,7 +147,7 @@ describe('DiskBlobCache on disk', () => {
 
       const out = sink();
       const err = sink();
-      expect(await main(['cache', 'check', '--cache-dir', root], { out, err })).toBe(1);
+      expect(await main(['cache', 'check', '--cache-dir', root], { out, err })).toBe(3);
       expect(err.text).toContain(`blob ${blob.digest} offset ${bad.uoffset}`);
       expect(out.text).toContain('checked 4 chunks');
       expect(out.text).toContain('1 bad');
