@@ -14,7 +14,7 @@ import { pipeline, Transform } from 'node:stream';
 import tar from 'tar-stream';
 
 type TarEntry = AsyncIterable<Buffer> & { header: tar.Header; resume(): void };
-import { dataCorrupt, invalidArgument, NydError, wrap } from '../common/errors';
+import { dataCorrupt, limitExceeded, NydError, quoteName, wrap } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { InodeType } from '../format-spec/types';
 import type { ChunkRef } from '../format-spec/types';
@@ -56,9 +56,9 @@ async function chunkFile(
   stats: LayerStats,
   name: string,
 ): Promise<ChunkRef[]> {
-  if (size > MAX_FILE_SIZE) throw invalidArgument(`file larger than ${MAX_FILE_SIZE} bytes`);
+  if (size > MAX_FILE_SIZE) throw limitExceeded(`file larger than ${MAX_FILE_SIZE} bytes`);
   if (Math.ceil(size / ctx.chunkSize) > MAX_CHUNKS_PER_FILE) {
-    throw invalidArgument(`more than ${MAX_CHUNKS_PER_FILE} chunks`);
+    throw limitExceeded(`more than ${MAX_CHUNKS_PER_FILE} chunks`);
   }
   const refs: ChunkRef[] = [];
   let remaining = size;
@@ -160,7 +160,7 @@ async function applyEntry(ctx: LayerContext, layer: number, entry: TarEntry, sta
     return drain(entry);
   } catch (err) {
     entry.resume();
-    throw wrap(err, `entry "${header.name}"`);
+    throw wrap(err, `entry ${quoteName(header.name)}`);
   }
 }
 
