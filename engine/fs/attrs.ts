@@ -5,6 +5,8 @@
  *   share one index and so one number.
  * - Link counts come from format-spec's linkCounts() (derived, not stored).
  * - The image has one timestamp per inode: atime = ctime = mtime.
+ * - Symlinks show mode 0777, as on every Linux filesystem, whatever mode the
+ *   bootstrap stores (images from older converters kept the tar header's).
  */
 import { type Bootstrap, type Inode, InodeType } from '../../format-spec/types';
 import { type FuseStat, type FuseStatfs, makeDev } from '../../native/fuse';
@@ -20,6 +22,9 @@ const TYPE_BITS: Record<InodeType, number> = {
   [InodeType.Socket]: 0o140000,
 };
 
+/** The permission bits of every symlink on Linux (they are never checked). */
+export const SYMLINK_MODE = 0o777;
+
 /** Block size reported in stat and statfs. */
 export const BLOCK_SIZE = 4096;
 const UINT32_MAX = 0xffff_ffff;
@@ -28,7 +33,7 @@ export function statOf(inode: Inode, index: number, nlink: number): FuseStat {
   const ms = inode.mtime * 1000;
   const isDevice = inode.type === InodeType.CharDev || inode.type === InodeType.BlockDev;
   return {
-    mode: TYPE_BITS[inode.type] | (inode.mode & 0o7777),
+    mode: TYPE_BITS[inode.type] | (inode.type === InodeType.Symlink ? SYMLINK_MODE : inode.mode & 0o7777),
     uid: inode.uid,
     gid: inode.gid,
     size: inode.size,
