@@ -113,8 +113,15 @@ describe('a corrupted blob in the registry', () => {
       const records = (await m.log())
         .split('\n')
         .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { level: number; msg: string; blob?: string; offset?: number });
-      expect(records.some((r) => r.level >= 50 && r.msg === 'chunk data failed verification' && r.blob === digest && r.offset === victim.cuOffset)).toBe(true);
+        .map((l) => JSON.parse(l) as { level: number; msg: string; path?: string; code?: string; err?: unknown; cause?: { blob?: string; offset?: number } });
+      // The filesystem edge logs each failed read once, with the file read and the bad unit's blob and offset.
+      const edge = records.filter((r) => r.level >= 50 && r.msg === 'read failed');
+      expect(edge.length).toBeGreaterThan(0);
+      for (const r of edge) {
+        expect(victims.has((r.path ?? '').slice(1))).toBe(true);
+        expect(r).toMatchObject({ code: 'NYD_DATA_CORRUPT', cause: { blob: digest, offset: victim.cuOffset } });
+        expect(typeof r.err).toBe('string');
+      }
       await m.umount();
     } finally {
       await fsp.writeFile(file, original);
