@@ -39,6 +39,8 @@ export interface LayerContext {
   logger: Logger;
   progress?: ProgressSink;
   maxDecompressionRatio?: number;
+  /** Checked at every tar entry and chunk: the conversion stops with its reason. */
+  signal?: AbortSignal;
 }
 
 export interface LayerStats {
@@ -81,6 +83,7 @@ async function chunkFile(
     filled = 0;
   };
   for await (const piece of entry) {
+    ctx.signal?.throwIfAborted();
     let at = 0;
     while (at < piece.length) {
       if (chunk.length === 0) throw dataCorrupt(`more data than its size ${size}`);
@@ -119,6 +122,7 @@ export async function convertLayer(ctx: LayerContext, index: number, desc: Descr
     layer.stream.pipe(extract as unknown as NodeJS.WritableStream);
     try {
       for await (const entry of extract) {
+        ctx.signal?.throwIfAborted();
         await applyEntry(ctx, index, entry as unknown as TarEntry, stats);
       }
     } catch (err) {
