@@ -44,8 +44,11 @@ async function startTimeOf(pid: number): Promise<string | undefined> {
   return fields[19];
 }
 
+/** Written for the start time when /proc cannot tell it: the owner then counts as alive while its pid exists. */
+const UNKNOWN_START = '?';
+
 async function ownerLine(): Promise<string> {
-  return `${process.pid} ${(await startTimeOf(process.pid)) ?? '?'}\n`;
+  return `${process.pid} ${(await startTimeOf(process.pid)) ?? UNKNOWN_START}\n`;
 }
 
 /** True when the owner file names a process that still runs (same pid, same start time). */
@@ -56,7 +59,18 @@ async function ownerAlive(dir: string): Promise<boolean | undefined> {
   const n = Number(pid);
   if (!Number.isSafeInteger(n) || n <= 0) return false;
   const now = await startTimeOf(n);
+  if (started === UNKNOWN_START) return now !== undefined || pidExists(n);
   return now !== undefined && now === started;
+}
+
+/** True if a process with this pid exists (EPERM: it exists but is not ours). */
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**
