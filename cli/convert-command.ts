@@ -1,15 +1,20 @@
 /**
  * `nyd convert SOURCE TARGET [options]`: wiring only (flags, pool, progress,
- * temp dir); the mechanism is converter/convert.ts.
+ * work dir, signals); the mechanism is converter/convert.ts and
+ * converter/work-dir.ts.
+ *
+ * SIGINT/SIGTERM cancel the conversion: it fails through its usual path
+ * (target aborted, work directory removed) and the command exits 128 + the
+ * signal's number (130, 143). A second signal exits at once, removing the
+ * work directory first.
  */
-import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
-import { invalidArgument } from '../common/errors';
+import { canceled, invalidArgument } from '../common/errors';
 import { convertImage } from '../converter/convert';
 import { convertAllPlatforms, type ConvertIndexResult } from '../converter/convert-index';
 import type { ConvertResult } from '../converter/types';
 import { parsePrefetchPatterns } from '../converter/prefetch-patterns';
+import { createWorkDir, removeWorkDirSync } from '../converter/work-dir';
 import { DEFAULT_CHUNK_SIZE } from '../format-spec/limits';
 import { createZstdPool, MAX_ZSTD_THREADS } from '../converter/zstd-pool';
 import { parsePlatform } from '../oci/platform';
@@ -80,16 +85,36 @@ export async function convertCommand(args: string[], io: CommandIO): Promise<num
   const pool = createZstdPool({ threads });
   const progress = io.err.isTTY && !values.json ? createProgress(io.err) : undefined;
   const target = progress ? progress.trackTarget(opened) : opened;
-  const workDir = await mkdtemp(path.join(os.tmpdir(), 'nyd-convert-'));
+  const workDir = await createWorkDir(os.tmpdir(), logger);
   const opts = { chunkSize, compressionLevel, prefetchPatterns, platform, workDir };
+  const cancel = new AbortController();
+  let stopSignal: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopSignal !== undefined) {
+      removeWorkDirSync(workDir);
+      process.exit(128 + os.constants.signals[sig]);
+    }
+    stopSignal = sig;
+    cancel.abort(canceled(`interrupted by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const signal = cancel.signal;
   try {
     const result: ConvertResult | ConvertIndexResult = allPlatforms
-      ? await convertAllPlatforms({ source, target, pool, logger, progressFor: progress && ((label) => progress.image(label)) }, opts)
-      : await convertImage({ source, target, pool, logger, progress: progress?.image('') }, opts);
+      ? await convertAllPlatforms({ source, target, pool, logger, signal, progressFor: progress && ((label) => progress.image(label)) }, opts)
+      : await convertImage({ source, target, pool, logger, signal, progress: progress?.image('') }, opts);
     progress?.stop();
     io.out.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : summary(dstRef, result));
     return 0;
+  } catch (err) {
+    if (stopSignal === undefined) throw err;
+    progress?.stop();
+    io.err.write(`nyd convert: interrupted by ${stopSignal}: nothing was written to ${dstRef}\n`);
+    return 128 + os.constants.signals[stopSignal];
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     progress?.stop();
     await pool.destroy();
     await Promise.all([source.close(), target.close()]);

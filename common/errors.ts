@@ -114,3 +114,21 @@ export function exitStatusOf(err: unknown): number {
   const code = codeOf(err);
   return code === ErrorCode.InvalidArgument || code === ErrorCode.NotFound ? 1 : 2;
 }
+
+/**
+ * Most characters of a name (path, tag, digest, label value) quoted into an
+ * error message; longer names are cut and end with an ellipsis. Names come
+ * from hostile input (a tar path may be 4 KiB), and a message is read by
+ * people: the head of the name says which one it was.
+ */
+export const MAX_NAME_IN_MESSAGE = 120;
+
+/** `name` cut to {@link MAX_NAME_IN_MESSAGE} characters, the last three of them "..." when cut. */
+export function clipName(name: string): string {
+  return name.length > MAX_NAME_IN_MESSAGE ? `${name.slice(0, MAX_NAME_IN_MESSAGE - 3)}...` : name;
+}
+
+/** `name` for a message: {@link clipName}, JSON-quoted (so control characters show escaped). */
+export function quoteName(name: string): string {
+  return JSON.stringify(clipName(name));
+}

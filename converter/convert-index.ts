@@ -85,7 +85,7 @@ export async function convertAllPlatforms(deps: ConvertIndexDeps, opts: ConvertO
   const started = process.hrtime.bigint();
   const { source, target, logger } = deps;
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-  const base: ConvertDeps = { source, target, pool: deps.pool, logger };
+  const base: ConvertDeps = { source, target, pool: deps.pool, logger, signal: deps.signal };
   const depsFor = (platform: string): ConvertDeps => ({ ...base, progress: deps.progressFor?.(platform) });
 
   return runConversion(base, opts, async () => {

@@ -135,6 +135,7 @@ export async function convertManifest(deps: ConvertDeps, opts: ConvertOptions, s
           logger: log,
           progress: deps.progress,
           maxDecompressionRatio: opts.maxDecompressionRatio,
+          signal: deps.signal,
         },
         index,
         layerDesc,
@@ -228,7 +229,11 @@ export async function runConversion<T>(deps: ConvertDeps, opts: ConvertOptions, 
   try {
     checkOptions(opts);
     await fs.mkdir(opts.workDir, { recursive: true });
-    return await body();
+    deps.signal?.throwIfAborted();
+    const result = await body();
+    // A cancel that came while the target was being committed still fails the conversion.
+    deps.signal?.throwIfAborted();
+    return result;
   } catch (err) {
     await target.abort().catch((abortErr: unknown) => logger.error({ err: abortErr, target: target.name }, 'aborting the target failed'));
     throw wrap(err, `convert ${source.name}`);

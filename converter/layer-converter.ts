@@ -14,7 +14,7 @@ import { pipeline, Transform } from 'node:stream';
 import tar from 'tar-stream';
 
 type TarEntry = AsyncIterable<Buffer> & { header: tar.Header; resume(): void };
-import { dataCorrupt, invalidArgument, NydError, wrap } from '../common/errors';
+import { dataCorrupt, limitExceeded, NydError, quoteName, wrap } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { InodeType } from '../format-spec/types';
 import type { ChunkRef } from '../format-spec/types';
@@ -39,6 +39,8 @@ export interface LayerContext {
   logger: Logger;
   progress?: ProgressSink;
   maxDecompressionRatio?: number;
+  /** Checked at every tar entry and chunk: the conversion stops with its reason. */
+  signal?: AbortSignal;
 }
 
 export interface LayerStats {
@@ -56,9 +58,9 @@ async function chunkFile(
   stats: LayerStats,
   name: string,
 ): Promise<ChunkRef[]> {
-  if (size > MAX_FILE_SIZE) throw invalidArgument(`file larger than ${MAX_FILE_SIZE} bytes`);
+  if (size > MAX_FILE_SIZE) throw limitExceeded(`file larger than ${MAX_FILE_SIZE} bytes`);
   if (Math.ceil(size / ctx.chunkSize) > MAX_CHUNKS_PER_FILE) {
-    throw invalidArgument(`more than ${MAX_CHUNKS_PER_FILE} chunks`);
+    throw limitExceeded(`more than ${MAX_CHUNKS_PER_FILE} chunks`);
   }
   const refs: ChunkRef[] = [];
   let remaining = size;
@@ -81,6 +83,7 @@ async function chunkFile(
     filled = 0;
   };
   for await (const piece of entry) {
+    ctx.signal?.throwIfAborted();
     let at = 0;
     while (at < piece.length) {
       if (chunk.length === 0) throw dataCorrupt(`more data than its size ${size}`);
@@ -119,6 +122,7 @@ export async function convertLayer(ctx: LayerContext, index: number, desc: Descr
     layer.stream.pipe(extract as unknown as NodeJS.WritableStream);
     try {
       for await (const entry of extract) {
+        ctx.signal?.throwIfAborted();
         await applyEntry(ctx, index, entry as unknown as TarEntry, stats);
       }
     } catch (err) {
@@ -160,7 +164,7 @@ async function applyEntry(ctx: LayerContext, layer: number, entry: TarEntry, sta
     return drain(entry);
   } catch (err) {
     entry.resume();
-    throw wrap(err, `entry "${header.name}"`);
+    throw wrap(err, `entry ${quoteName(header.name)}`);
   }
 }
 

@@ -14,7 +14,7 @@
  * never resolved. Node identity is object identity: hardlinked names hold the
  * same Node.
  */
-import { invalidArgument, limitExceeded } from '../common/errors';
+import { dataCorrupt, limitExceeded, quoteName } from '../common/errors';
 import { InodeType } from '../format-spec/types';
 import type { ChunkRef, Inode } from '../format-spec/types';
 import { MAX_DEPTH, MAX_INODES, MAX_NAME_LENGTH, MAX_PATH_LENGTH } from '../format-spec/limits';
@@ -36,21 +36,21 @@ export interface Node extends EntryMeta {
 
 /** Split a tar path into checked components. Empty array means the root. */
 export function splitPath(raw: string): string[] {
-  if (raw.startsWith('/')) throw invalidArgument(`absolute path "${raw}"`, { path: raw });
+  if (raw.startsWith('/')) throw dataCorrupt(`absolute path ${quoteName(raw)}`, { path: raw });
   if (Buffer.byteLength(raw) > MAX_PATH_LENGTH) {
-    throw limitExceeded(`path longer than ${MAX_PATH_LENGTH} bytes`, { path: raw });
+    throw limitExceeded(`path ${quoteName(raw)} is longer than ${MAX_PATH_LENGTH} bytes`, { path: raw });
   }
   const parts: string[] = [];
   for (const part of raw.split('/')) {
     if (part === '' || part === '.') continue;
-    if (part === '..') throw invalidArgument(`path "${raw}" has a ".." component`, { path: raw });
-    if (part.includes('\0')) throw invalidArgument(`path has a NUL byte`, { path: raw });
+    if (part === '..') throw dataCorrupt(`path ${quoteName(raw)} has a ".." component`, { path: raw });
+    if (part.includes('\0')) throw dataCorrupt(`path ${quoteName(raw)} has a NUL byte`, { path: raw });
     if (Buffer.byteLength(part) > MAX_NAME_LENGTH) {
-      throw limitExceeded(`a name is longer than ${MAX_NAME_LENGTH} bytes`, { path: raw });
+      throw limitExceeded(`a name in path ${quoteName(raw)} is longer than ${MAX_NAME_LENGTH} bytes`, { path: raw });
     }
     parts.push(part);
   }
-  if (parts.length > MAX_DEPTH) throw limitExceeded(`path deeper than ${MAX_DEPTH} levels`, { path: raw });
+  if (parts.length > MAX_DEPTH) throw limitExceeded(`path ${quoteName(raw)} is deeper than ${MAX_DEPTH} levels`, { path: raw });
   return parts;
 }
 
@@ -95,7 +95,7 @@ export class MergedTree {
     }
     const victim = name.slice(WHITEOUT_PREFIX.length);
     if (victim === '' || victim === '.' || victim === '..') {
-      throw invalidArgument(`whiteout "${parts.join('/')}": names no entry`);
+      throw dataCorrupt(`whiteout ${quoteName(parts.join('/'))} names no entry`);
     }
     if (victim.startsWith(WHITEOUT_PREFIX)) return true; // other AUFS metadata (.wh..wh.plnk etc.): nothing to merge
     const victimLayer = layers.get(victim);
@@ -106,7 +106,7 @@ export class MergedTree {
   /** Put a new node (file, dir, symlink, device, fifo) at `parts`; returns the node now there. */
   put(parts: readonly string[], meta: EntryMeta, layer: number): Node {
     if (parts.length === 0) {
-      if (meta.type !== InodeType.Dir) throw invalidArgument('the root must be a directory');
+      if (meta.type !== InodeType.Dir) throw dataCorrupt('the root must be a directory');
       Object.assign(this.root, meta, { children: this.root.children, entryLayers: this.root.entryLayers });
       return this.root;
     }
@@ -132,14 +132,14 @@ export class MergedTree {
   link(parts: readonly string[], targetParts: readonly string[], layer: number): void {
     const target = this.lookup(targetParts);
     if (!target) {
-      throw invalidArgument(`hardlink target "${targetParts.join('/')}" does not exist`, {
+      throw dataCorrupt(`hardlink target ${quoteName(targetParts.join('/'))} does not exist`, {
         path: parts.join('/'),
       });
     }
     if (target.type === InodeType.Dir) {
-      throw invalidArgument(`hardlink target "${targetParts.join('/')}" is a directory`);
+      throw dataCorrupt(`hardlink target ${quoteName(targetParts.join('/'))} is a directory`);
     }
-    if (parts.length === 0) throw invalidArgument('hardlink to the root');
+    if (parts.length === 0) throw dataCorrupt('hardlink to the root');
     const dir = this.ensureDir(parts.slice(0, -1), layer);
     const name = parts[parts.length - 1] as string;
     setEntry(dir, name, target, layer);

@@ -14,7 +14,7 @@
  */
 import path from 'node:path';
 import type { Header } from 'tar-stream';
-import { dataCorrupt, invalidArgument, limitExceeded, unsupported } from '../common/errors';
+import { dataCorrupt, limitExceeded, quoteName, unsupported } from '../common/errors';
 import { InodeType } from '../format-spec/types';
 import { MAX_SYMLINK_LENGTH, MAX_XATTR_NAME_LENGTH, MAX_XATTR_VALUE_SIZE, MAX_XATTRS_PER_INODE } from '../format-spec/limits';
 import type { EntryMeta } from './merged-tree';
@@ -62,7 +62,7 @@ function paxInt(pax: Record<string, string> | undefined, key: string, fallback: 
   const raw = pax?.[key];
   if (raw === undefined) return fallback;
   const value = Math.floor(Number(raw));
-  if (!Number.isSafeInteger(value) || value < 0) throw dataCorrupt(`PAX ${key}="${raw}" is not a valid number`);
+  if (!Number.isSafeInteger(value) || value < 0) throw dataCorrupt(`PAX ${key}=${quoteName(raw)} is not a valid number`);
   return value;
 }
 
@@ -83,10 +83,10 @@ function xattrsOf(pax: Record<string, string> | undefined, name: string): Map<st
     // containerd and umoci) reads it that way, so an empty xattr value means "no xattr".
     if (attr === undefined || bytes === undefined || bytes.length === 0) continue;
     if (attr === '' || Buffer.byteLength(attr) > MAX_XATTR_NAME_LENGTH) {
-      throw limitExceeded(`xattr name "${attr.slice(0, 40)}" is empty or too long`);
+      throw limitExceeded(`xattr name ${quoteName(attr)} is empty or too long`);
     }
     if (bytes.length > MAX_XATTR_VALUE_SIZE) {
-      throw limitExceeded(`xattr ${attr} larger than ${MAX_XATTR_VALUE_SIZE} bytes`);
+      throw limitExceeded(`xattr ${quoteName(attr)} larger than ${MAX_XATTR_VALUE_SIZE} bytes`);
     }
     found.push([attr, bytes]);
   }
@@ -112,7 +112,7 @@ export function classify(header: Header): EntryKind {
   const type: string = header.type ?? 'file';
   const pax = header.pax as Record<string, string> | undefined;
   if (type === 'link') {
-    if (!header.linkname) throw invalidArgument(`hardlink without a target`);
+    if (!header.linkname) throw dataCorrupt(`hardlink without a target`);
     return { kind: 'hardlink', target: header.linkname };
   }
   const inodeType = TYPES[type];
@@ -120,7 +120,7 @@ export function classify(header: Header): EntryKind {
     if (type === 'gnu-long-path' || type === 'gnu-long-link-path' || type === 'pax-header' || type === 'pax-global-header') {
       return { kind: 'skip', reason: `${type} record` };
     }
-    throw unsupported(`unsupported tar entry type "${type}"`);
+    throw unsupported(`unsupported tar entry type ${quoteName(type)}`);
   }
   const mtimeSeconds = header.mtime ? Math.floor(header.mtime.getTime() / 1000) : 0;
   const meta: EntryMeta = {
@@ -134,7 +134,7 @@ export function classify(header: Header): EntryKind {
   if (inodeType === InodeType.Symlink) {
     const target = header.linkname ?? '';
     if (target === '' || Buffer.byteLength(target) > MAX_SYMLINK_LENGTH || target.includes('\0')) {
-      throw invalidArgument(`symlink target is empty, too long or contains NUL`);
+      throw dataCorrupt(`symlink target is empty, too long or contains NUL`);
     }
     meta.target = target;
     meta.size = Buffer.byteLength(target);

@@ -14,6 +14,11 @@
  *   4. target: blobs, then manifest and tag. Any failure aborts the target and
  *      removes the work directory: no partial image is ever visible.
  *
+ * Cancellation: when `signal` aborts, the conversion stops at the next tar
+ * entry or chunk and fails with the signal's reason, through the same path
+ * as any failure (target aborted, work directory removed). Work directories
+ * of converts killed outright are swept by the next convert (work-dir.ts).
+ *
  * Preconditions: the caller owns the ImageSource/ImageTarget and the ZstdPool
  * (created once, destroyed after). Reproducibility: the same input and
  * options give byte-identical output; nothing depends on time, host or
@@ -44,6 +49,8 @@ export interface ConvertDeps {
   pool: ZstdPool;
   logger: Logger;
   progress?: ProgressSink;
+  /** Aborted to cancel the conversion (SIGINT/SIGTERM in the CLI); its reason is the error. */
+  signal?: AbortSignal;
 }
 
 /** Receives progress; the CLI renders it on a TTY and ignores it on a pipe. */

@@ -100,9 +100,12 @@ const MODE_TYPE_BITS: Readonly<Record<InodeType, number>> = {
   [InodeType.Socket]: 0o140000,
 };
 
-/** st_mode as stat() reports it: file type bits and permission bits. */
+/** The permission bits of every symlink on Linux (they are never checked), whatever a tar header said. */
+export const SYMLINK_MODE = 0o777;
+
+/** st_mode as stat() reports it: file type bits and permission bits (SYMLINK_MODE for symlinks). */
 export function statMode(inode: Pick<Inode, 'type' | 'mode'>): number {
-  return MODE_TYPE_BITS[inode.type] | (inode.mode & 0o7777);
+  return MODE_TYPE_BITS[inode.type] | (inode.type === InodeType.Symlink ? SYMLINK_MODE : inode.mode & 0o7777);
 }
 
 /** Link counts as stat() reports them: non-directories count their names; directories 2 + subdirectories. */

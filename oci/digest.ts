@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { dataCorrupt, invalidArgument, unsupported } from '../common/errors';
+import { clipName, dataCorrupt, invalidArgument, quoteName, unsupported } from '../common/errors';
 import type { Descriptor } from './types';
 
 export interface ParsedDigest {
@@ -25,15 +25,15 @@ export function sha256Digest(buf: Uint8Array): string {
 export function parseDigest(s: string): ParsedDigest {
   if (typeof s !== 'string') throw invalidArgument(`invalid digest: expected a string, got ${typeof s}`);
   const m = DIGEST_GRAMMAR.exec(s);
-  if (!m) throw invalidArgument(`invalid digest "${clip(s)}": expected "sha256:<64 hex digits>"`, { digest: clip(s) });
+  if (!m) throw invalidArgument(`invalid digest ${quoteName(s)}: expected "sha256:<64 hex digits>"`, { digest: clipName(s) });
   const [, algorithm, encoded] = m;
   if (algorithm !== 'sha256') {
-    throw unsupported(`unsupported digest algorithm "${algorithm}" in "${clip(s)}": only sha256 is supported`, {
-      digest: clip(s),
+    throw unsupported(`unsupported digest algorithm "${algorithm}" in ${quoteName(s)}: only sha256 is supported`, {
+      digest: clipName(s),
     });
   }
   if (!SHA256_HEX.test(encoded!)) {
-    throw invalidArgument(`invalid sha256 digest "${clip(s)}": expected 64 lowercase hex digits`, { digest: clip(s) });
+    throw invalidArgument(`invalid sha256 digest ${quoteName(s)}: expected 64 lowercase hex digits`, { digest: clipName(s) });
   }
   return { algorithm: 'sha256', hex: encoded! };
 }
@@ -105,6 +105,3 @@ export function verifyBytes(desc: Pick<Descriptor, 'digest' | 'size'>, bytes: Ui
   }
 }
 
-function clip(s: string): string {
-  return s.length > 100 ? `${s.slice(0, 100)}...` : s;
-}

@@ -7,7 +7,7 @@
  * Accepted: OCI image manifest/index and Docker schema 2 manifest/list.
  * Docker schema 1 is Unsupported. Malformed documents are DataCorrupt.
  */
-import { dataCorrupt, limitExceeded, unsupported } from '../common/errors';
+import { clipName, dataCorrupt, limitExceeded, quoteName, unsupported } from '../common/errors';
 import { isDigest } from './digest';
 import { MediaType, type Descriptor, type ImageConfig, type Index, type Manifest, type Platform } from './types';
 
@@ -177,6 +177,5 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 function short(v: unknown): string {
-  const s = typeof v === 'string' ? JSON.stringify(v) : String(JSON.stringify(v));
-  return s.length > 80 ? `${s.slice(0, 80)}...` : s;
+  return typeof v === 'string' ? quoteName(v) : clipName(String(JSON.stringify(v)));
 }

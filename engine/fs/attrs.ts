@@ -5,6 +5,8 @@
  *   share one index and so one number.
  * - Link counts come from format-spec's linkCounts() (derived, not stored).
  * - The image has one timestamp per inode: atime = ctime = mtime.
+ * - Symlinks show mode 0777, as on every Linux filesystem, whatever mode the
+ *   bootstrap stores (images from older converters kept the tar header's).
  */
 import { type Bootstrap, type Inode, InodeType } from '../../format-spec/types';
 import { type FuseStat, type FuseStatfs, makeDev } from '../../native/fuse';

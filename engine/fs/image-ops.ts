@@ -24,7 +24,7 @@ import { constants } from 'node:fs';
 import type { Bootstrap, Inode } from '../../format-spec/types';
 import { InodeType } from '../../format-spec/types';
 import type { ChunkReader } from '../types';
-import { codeOf } from '../../common/errors';
+import { codeOf, ErrorCode, type ErrorDetails } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { Errno, type FuseOps, type FuseStat, type FuseStatfs, type MutatingOp } from '../../native/fuse';
 import { chunksFor, linkCounts } from '../../format-spec/tree';
@@ -129,7 +129,7 @@ export class ImageOps implements FuseOps {
       return at;
     } catch (err) {
       // The one place a failed read is logged (with the blob, unit and chunk the error names).
-      this.logger.error({ err, code: codeOf(err), path, ino: index + 1, offset: position, length: want }, 'read failed');
+      this.logger.error({ path, ino: index + 1, offset: position, length: want, ...errorFields(err) }, 'read failed');
       return Errno.EIO;
     }
   }
@@ -177,4 +177,23 @@ export class ImageOps implements FuseOps {
     if (index >= 0 && index < this.inodes.length) return index;
     return this.paths.resolve(path);
   }
+}
+
+/**
+ * The error part of the one log line a failed read gets (here, at the
+ * filesystem edge): its code, message and own context (for a failed chunk:
+ * blob digest, unit offset, chunk offset) as flat fields; the stack only for
+ * Internal errors (bugs). Layers below pass errors up with context and do
+ * not log them.
+ */
+function errorFields(err: unknown): { code: string; err: string; cause?: ErrorDetails; stack?: string } {
+  const code = codeOf(err);
+  const e = err instanceof Error ? err : new Error(String(err));
+  const details = (err as { details?: ErrorDetails } | null)?.details;
+  return {
+    code,
+    err: e.message,
+    ...(details !== undefined && Object.keys(details).length > 0 ? { cause: details } : {}),
+    ...(code === ErrorCode.Internal ? { stack: e.stack } : {}),
+  };
 }

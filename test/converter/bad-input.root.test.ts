@@ -1,5 +1,5 @@
 /**
- * Bad input: each case exits non-zero with an error naming what was wrong,
+ * Bad input: each case exits 2 (a failure, not a usage error) with an error naming what was wrong,
  * and leaves no target image behind (nor harms images already in the target).
  */
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,7 +33,8 @@ describe('nyd convert refuses bad input', () => {
   it.each(CASES)('%s', async (name, pattern) => {
     const target = path.join(work, `out-${name}`);
     const r = await runNyd(['convert', `oci:${fixturePath(path.join('bad', name))}:latest`, `oci:${target}:x`]);
-    expect(r.code).not.toBe(0);
+    // 1 is for usage errors (README); bad image content is a failure: 2.
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(pattern);
     expect(r.stderr).toMatch(/^nyd convert: .*\[NYD_[A-Z_]+\]$/m);
     expect(existsSync(target)).toBe(false);

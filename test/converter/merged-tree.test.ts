@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MAX_NAME_IN_MESSAGE } from '../../common/errors';
 import { MergedTree, splitPath } from '../../converter/merged-tree';
 import { InodeType } from '../../format-spec/types';
 
@@ -17,9 +18,33 @@ describe('splitPath', () => {
   it('rejects names over 255 bytes', () => {
     expect(() => splitPath(`a/${'x'.repeat(256)}`)).toThrow(/longer than 255/);
   });
+  it.each([
+    ['a 4 KiB name', `a/${'n'.repeat(4096)}`],
+    ['an absolute 4 KiB path', `/${'n'.repeat(4096)}`],
+    ['a 4 KiB path with ..', `${'n'.repeat(4096)}/../x`],
+  ])('cuts %s in its error message', (_label, p) => {
+    let message = '';
+    try {
+      splitPath(p);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain(`"${p.slice(0, 20)}`);
+    expect(message).toContain('..."');
+    expect(message.length).toBeLessThanOrEqual(MAX_NAME_IN_MESSAGE + 100);
+  });
 });
 
 describe('MergedTree', () => {
+  it('cuts a 4 KiB hardlink target in its error message and calls it corrupt input', () => {
+    const t = new MergedTree();
+    const target = 'm'.repeat(4096);
+    expect(() => t.link(['a'], [target], 0)).toThrow(
+      expect.objectContaining({ code: 'NYD_DATA_CORRUPT', message: expect.stringMatching(/^hardlink target "m{20,}\.\.\." does not exist$/) }),
+    );
+    expect(() => t.link(['a'], [target], 0)).toThrow(expect.objectContaining({ message: expect.stringMatching(new RegExp(`^.{0,${MAX_NAME_IN_MESSAGE + 40}}$`)) }));
+  });
+
   it('whiteouts remove lower-layer entries only', () => {
     const t = new MergedTree();
     t.put(['d', 'a'], file(), 0);

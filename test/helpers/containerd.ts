@@ -43,6 +43,11 @@ export interface TestContainerd {
   ctrIn(namespace: string, ...args: string[]): Promise<string>;
   /** `ctr-remote -a ADDRESS -n nydtest ...args`. */
   ctrRemote(...args: string[]): Promise<string>;
+  /**
+   * Run containerd's garbage collection now and wait for it to finish,
+   * snapshot removals included (a lease created, then deleted with --sync).
+   */
+  collectGarbage(): Promise<void>;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -173,6 +178,10 @@ export async function startContainerd(dir: string, opts: ContainerdOptions): Pro
     ctr: (...args) => ctrIn(NAMESPACE, ...args),
     ctrIn,
     ctrRemote: (...args) => run('ctr-remote', ['-a', address, '-n', NAMESPACE, ...args]),
+    async collectGarbage() {
+      const lease = (await ctrIn(NAMESPACE, 'leases', 'create')).trim().split(/\s+/)[0] as string;
+      await ctrIn(NAMESPACE, 'leases', 'delete', '--sync', lease);
+    },
     logs: () => log,
     stop,
   };

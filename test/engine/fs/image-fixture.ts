@@ -186,6 +186,8 @@ export function sampleImage(): { builder: ImageBuilder; bootstrap: Bootstrap } {
   b.symlink('link', 'dir/hard1');
   b.symlink('dir/abs-link', '/etc/passwd');
   b.symlink('long-link', LONG_TARGET);
+  // A tar header's mode, kept by an older converter: the mount still shows 0777.
+  b.symlink('mode-644-link', 'hello.txt', { mode: 0o644 });
   b.node('fifo', InodeType.Fifo, { mode: 0o600 });
   b.node('null-dev', InodeType.CharDev, { mode: 0o666, rdevMajor: 1, rdevMinor: 3 });
   b.node('blk-dev', InodeType.BlockDev, { mode: 0o660, rdevMajor: 259, rdevMinor: 0x12345 });

@@ -113,13 +113,16 @@ describe('a corrupted blob in the registry', () => {
       const records = (await m.log())
         .split('\n')
         .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { level: number; msg: string; err?: { details?: { blob?: string; offset?: number; chunk?: number } } });
+        .map((l) => JSON.parse(l) as { level: number; msg: string; path?: string; code?: string; err?: unknown; cause?: { blob?: string; offset?: number } });
+      // Only the filesystem edge logs a failed read (the reader does not log it a second time), once, with
+      // the file read and the bad unit's blob and offset.
       const errors = records.filter((r) => r.level >= 50);
-      // Only the FUSE edge logs a failed read; the reader does not log it a second time.
       expect(errors.length).toBeGreaterThan(0);
       for (const r of errors) {
         expect(r.msg).toBe('read failed');
-        expect(r.err?.details).toMatchObject({ blob: digest, offset: victim.cuOffset });
+        expect(victims.has((r.path ?? '').slice(1))).toBe(true);
+        expect(r).toMatchObject({ code: 'NYD_DATA_CORRUPT', cause: { blob: digest, offset: victim.cuOffset } });
+        expect(typeof r.err).toBe('string');
       }
       await m.umount();
     } finally {
