@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { codeOf, ErrorCode, failedPrecondition, invalidArgument, notFound, NydError, timeout } from '../common/errors';
-import { pidAlive } from '../engine/cache/leases';
+import { pidAlive } from '../common/process';
 import { prefetchListOf, type AccessPattern } from '../engine/fs/access-log';
 import { parseDurationMs, flagValue } from '../engine/config/values';
 import { forceUnmount, isStaleMount, mountTypeAt } from '../engine/mount/mount';

@@ -20,6 +20,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import * as path from 'node:path';
 import { wrap } from '../common/errors';
 import type { Logger } from '../common/logger';
+import { pidAlive } from '../common/process';
 
 /** Name prefix of work directories (mkdtemp adds six random characters). */
 export const WORK_DIR_PREFIX = 'nyd-convert-';
@@ -59,19 +60,10 @@ async function ownerAlive(dir: string): Promise<boolean | undefined> {
   const n = Number(pid);
   if (!Number.isSafeInteger(n) || n <= 0) return false;
   const now = await startTimeOf(n);
-  if (started === UNKNOWN_START) return now !== undefined || pidExists(n);
+  if (started === UNKNOWN_START) return now !== undefined || pidAlive(n);
   return now !== undefined && now === started;
 }
 
-/** True if a process with this pid exists (EPERM: it exists but is not ours). */
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Remove the work directories under `parent` left by converts that are gone;

@@ -15,22 +15,12 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../../common/logger';
+import { pidAlive } from '../../common/process';
 
 /** Largest number of lease files looked at in one scan. */
 export const MAX_LEASE_FILES = 65536;
 
 export type Release = () => void;
-
-/** True if a process with this pid exists (EPERM: it exists but is not ours). */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const LEASE_NAME = /^([0-9a-f]{64})\.(\d+)\.([0-9a-f]+)$/;
 

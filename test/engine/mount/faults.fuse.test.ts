@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { walk } from '../../../format-spec/tree';
 import { type Bootstrap, InodeType } from '../../../format-spec/types';
 import { parseReference } from '../../../oci/reference';
-import { pidAlive } from '../../../engine/cache/leases';
+import { pidAlive } from '../../../common/process';
 import { openRemoteImage } from '../../../engine/mount/open-remote';
 import { FAILURE_HOLD_MS } from '../../../engine/mount/registry-backend';
 import { snapshotTree, type TreeSnapshot } from '../../helpers/tree-snapshot';

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { forceUnmount } from '../../../native/fuse';
-import { pidAlive } from '../../../engine/cache/leases';
+import { pidAlive } from '../../../common/process';
 import { mountKeyPath } from '../../../engine/mount/status-server';
 import { nydOk, runNyd, type RunResult } from '../../helpers/cli';
 import { type FaultProxy, type ProxiedRequest, startFaultProxy } from '../../helpers/fault-proxy';

@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { pidAlive } from '../../../engine/cache/leases';
+import { pidAlive } from '../../../common/process';
 import { statusSocketPath } from '../../../engine/mount/status-server';
 import { REPO, runNyd } from '../../helpers/cli';
 import { fixturePath } from '../../helpers/umoci';
