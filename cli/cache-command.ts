@@ -4,7 +4,7 @@
 import { invalidArgument } from '../common/errors';
 import { checkCache } from '../engine/cache/cache-check';
 import { DEFAULTS } from '../engine/config/schema';
-import type { CommandIO } from './main';
+import type { CommandIO } from './types';
 import { parse } from './options';
 
 /** Exit status when bad chunks were found, as `nyd check` uses for a damaged image. */

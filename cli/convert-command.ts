@@ -18,7 +18,7 @@ import { createWorkDir, removeWorkDirSync } from '../converter/work-dir';
 import { DEFAULT_CHUNK_SIZE } from '../format-spec/limits';
 import { createZstdPool, MAX_ZSTD_THREADS } from '../converter/zstd-pool';
 import { parsePlatform } from '../oci/platform';
-import type { CommandIO } from './main';
+import type { CommandIO } from './types';
 import { loggerFor, openImageSource, openImageTarget, parse, parseSize, readTextFile, TRANSPORT_OPTIONS, transportOptions } from './options';
 import { createProgress } from './progress';
 

@@ -8,7 +8,7 @@ import { unpackImage } from '../converter/unpack';
 import { platformSource } from '../converter/platform-source';
 import { parsePlatform } from '../oci/platform';
 import type { ImageSource } from '../oci/types';
-import type { CommandIO } from './main';
+import type { CommandIO } from './types';
 import { loggerFor, openImageSource, parse, TRANSPORT_OPTIONS, transportOptions } from './options';
 
 async function withSource<T>(

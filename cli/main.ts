@@ -10,6 +10,7 @@ import { convertCommand } from './convert-command';
 import { mountCommand, statusCommand, umountCommand } from './mount-command';
 import { nydRemoteFromConfig } from '../snapshotter/remote';
 import { makeSnapshotterCommand } from './snapshotter-command';
+import type { Command, CommandIO } from './types';
 
 const USAGE = `usage: nyd <command> [options]
 
@@ -28,12 +29,7 @@ images: oci:DIR[:TAG] | docker-archive:FILE | [docker://]host[:port]/repo[:tag|@
 run 'nyd <command> --help' for the options of a command.
 `;
 
-export type Command = (args: string[], io: CommandIO) => Promise<number>;
-
-export interface CommandIO {
-  out: NodeJS.WritableStream & { isTTY?: boolean };
-  err: NodeJS.WritableStream & { isTTY?: boolean };
-}
+export type { Command, CommandIO } from './types';
 
 const COMMANDS: Record<string, Command> = {
   convert: convertCommand,

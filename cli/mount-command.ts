@@ -22,7 +22,7 @@ import { createLazyEngine } from '../engine/mount/lazy-engine';
 import { isMountPoint } from '../engine/mount/mount';
 import { StatusServer } from '../engine/mount/status-server';
 import type { LazyMount } from '../engine/mount/types';
-import type { CommandIO } from './main';
+import type { CommandIO } from './types';
 import { mountSettings, type MountSettings } from './mount-options';
 import { loggerFor } from './options';
 

@@ -14,7 +14,7 @@ import { createLogger, type Logger } from '../common/logger';
 import { loadConfig } from '../snapshotter/config/load';
 import { DEFAULT_CONFIG_PATH } from '../snapshotter/config/types';
 import { type RemoteFactory, type RunningSnapshotter, startSnapshotter } from '../snapshotter/service';
-import type { Command, CommandIO } from './main';
+import type { Command, CommandIO } from './types';
 import { parse } from './options';
 
 /** How long a stop may take (gRPC grace, unmounts, pools) before the command gives up with status 2. */

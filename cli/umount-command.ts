@@ -16,7 +16,7 @@ import { prefetchListOf, type AccessPattern } from '../engine/fs/access-log';
 import { parseDurationMs, flagValue } from '../engine/config/values';
 import { forceUnmount, isStaleMount, mountTypeAt } from '../engine/mount/mount';
 import { canonicalMountpoint, DEFAULT_STATUS_DIR, requestStatus, statusSocketPath } from '../engine/mount/status-server';
-import type { CommandIO } from './main';
+import type { CommandIO } from './types';
 import { parse } from './options';
 
 const UMOUNT_USAGE = `usage: nyd umount MOUNTPOINT [options]
