@@ -2,18 +2,18 @@
 import { lstatSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { lgetxattr, llistxattr, lremovexattr, lsetxattr, mknod } from '../../native/posix';
 import { devMajor, devMinor } from '../helpers/tree-snapshot';
+import { describeRoot } from '../helpers/capabilities';
 
-const work = mkdtempSync(path.join(tmpdir(), 'nyd-posix-root-'));
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(tmpdir(), 'nyd-posix-root-'));
+});
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-beforeAll(() => {
-  if (process.getuid?.() !== 0) throw new Error('this test file needs root');
-});
-
-describe('mknod devices', () => {
+describeRoot('mknod devices', () => {
   it.each([
     ['chr', 1, 3],
     ['chr', 4095, 1_048_575], // largest major and minor Linux encodes
@@ -38,7 +38,7 @@ describe('mknod devices', () => {
   });
 });
 
-describe('xattrs on a symlink itself', () => {
+describeRoot('xattrs on a symlink itself', () => {
   it('sets, lists, reads and removes trusted.* on the link, not its target', () => {
     const target = path.join(work, 'target');
     const link = path.join(work, 'link');

@@ -5,7 +5,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { nullLogger } from '../../../common/logger';
 import { digestHex } from '../../../format-spec/tree';
@@ -14,6 +14,7 @@ import { type FuseHandle, mountFuse } from '../../../native/fuse';
 import { ImageFilesystem } from '../../../engine/fs/image-fs';
 import { ImageOps } from '../../../engine/fs/image-ops';
 import { type LogRecord, mountsAt, recordingLogger, sampleImage } from './image-fixture';
+import { describeFuse } from '../../helpers/capabilities';
 
 let dir: string;
 let mnt: string;
@@ -36,7 +37,7 @@ async function mountOps(ops: ImageOps, opts: Parameters<typeof mountFuse>[2]): P
   return handle;
 }
 
-describe('ImageFilesystem lifecycle', () => {
+describeFuse('ImageFilesystem lifecycle', () => {
   it('mounts once, unmounts without leaving a mount, and refuses a second mount', async () => {
     const { builder, bootstrap } = sampleImage();
     const fs = new ImageFilesystem({ bootstrap, reader: builder.reader, logger: nullLogger });
@@ -62,7 +63,7 @@ describe('ImageFilesystem lifecycle', () => {
   });
 });
 
-describe('ImageOps write refusal (kernel ro flag off)', () => {
+describeFuse('ImageOps write refusal (kernel ro flag off)', () => {
   it('answers EROFS itself for every mutating op and write-mode open', async () => {
     const { builder, bootstrap } = sampleImage();
     const ops = new ImageOps({ bootstrap, reader: builder.reader, logger: nullLogger });
@@ -95,7 +96,7 @@ describe('ImageOps write refusal (kernel ro flag off)', () => {
   });
 });
 
-describe('a chunk read slower than the FUSE op timeout', () => {
+describeFuse('a chunk read slower than the FUSE op timeout', () => {
   it('answers ETIMEDOUT, drops the late bytes safely and keeps serving', async () => {
     const { builder, bootstrap } = sampleImage();
     const slow = digestHex(bootstrap.inodes[builder.index('dir/hard1')].chunks![0].digest);

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { walk } from '../../../format-spec/tree';
 import { type Bootstrap, InodeType } from '../../../format-spec/types';
 import { parseReference } from '../../../oci/reference';
@@ -23,6 +23,10 @@ import { FAILURE_HOLD_MS } from '../../../engine/mount/registry-backend';
 import { snapshotTree, type TreeSnapshot } from '../../helpers/tree-snapshot';
 import { fixturePath, umociUnpack } from '../../helpers/umoci';
 import { type LazyEnv, registryBlobFile, startEnv } from './lazy-fixture';
+import { describeFuse } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const FETCH_TIMEOUT_S = 3;
 const FAST = ['--prefetch', 'none', '--fetch-timeout', String(FETCH_TIMEOUT_S), '--fetch-retries', '2'];
@@ -84,7 +88,7 @@ function pickVictim(): { index: number; blob: number; cuOffset: number; cuSize: 
   return { index, blob: c.blob, cuOffset: c.cuOffset, cuSize: c.cuSize };
 }
 
-describe('a corrupted blob in the registry', () => {
+describeFuse('a corrupted blob in the registry', () => {
   it('gives EIO for the affected file only, logged with blob and offset', async () => {
     const victim = pickVictim();
     const digest = bootstrap.blobs[victim.blob].digest;
@@ -122,7 +126,7 @@ describe('a corrupted blob in the registry', () => {
   });
 });
 
-describe('a registry outage', () => {
+describeFuse('a registry outage', () => {
   it('killed mid-read: EIO within the fetch timeout; restarted: the read succeeds', async () => {
     const [p, e] = [...reference.entries].find(([, x]) => x.type === 'file' && (x.size ?? 0) > 1024 * 1024)!;
     const mnt = await env.dir('mnt-outage');

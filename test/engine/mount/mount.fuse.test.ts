@@ -10,7 +10,7 @@ import { mkdtempSync, promises as fsp, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { nullLogger } from '../../../common/logger';
 import { lookup } from '../../../format-spec/tree';
@@ -21,10 +21,17 @@ import { mountLazyImage, mountTypeAt } from '../../../engine/mount/mount';
 import { openRemoteImage, type RemoteImage } from '../../../engine/mount/open-remote';
 import { nydOk } from '../../helpers/cli';
 import { fixturePath } from '../../helpers/umoci';
+import { describeFuse } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const run = promisify(execFile);
 const MOUNT_JS = path.resolve(__dirname, '../../../dist/engine/mount/mount.js');
-const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-lazymount-'));
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(os.tmpdir(), 'nyd-lazymount-'));
+});
 let remote: RemoteImage;
 let cache: DiskBlobCache;
 
@@ -49,7 +56,7 @@ const deps = () => ({
   logger: nullLogger,
 });
 
-describe('mountLazyImage', () => {
+describeFuse('mountLazyImage', () => {
   it('mounts, counts, guards its mountpoint, and closes once releasing its leases', async () => {
     const mnt = path.join(work, 'mnt');
     await fsp.mkdir(mnt);
