@@ -47,6 +47,8 @@ export interface RegistryClientOptions {
   push?: boolean;
   /** Overrides of the named limits (tests make retries fast). */
   limits?: Partial<RegistryLimits>;
+  /** Clock in ms of the token cache (tests simulate token expiry with it); Date.now by default. */
+  now?: () => number;
 }
 
 export interface CallOptions {
@@ -101,7 +103,7 @@ export class RegistryClient implements Requester {
   private readonly auth: Authorizer;
   private readonly push: boolean;
 
-  constructor({ domain, opts = {}, logger = nullLogger, push = false, limits }: RegistryClientOptions) {
+  constructor({ domain, opts = {}, logger = nullLogger, push = false, limits, now }: RegistryClientOptions) {
     this.domain = domain;
     this.host = registryHost(domain);
     let base: URL;
@@ -126,6 +128,7 @@ export class RegistryClient implements Requester {
       credentials: () => resolveCredentials(domain, opts, this.logger),
       limits: this.limits,
       logger: this.logger,
+      now,
     });
   }
 
