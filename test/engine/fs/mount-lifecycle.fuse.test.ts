@@ -15,6 +15,10 @@ import { ImageFilesystem } from '../../../engine/fs/image-fs';
 import { ImageOps } from '../../../engine/fs/image-ops';
 import { type LogRecord, mountsAt, recordingLogger, sampleImage } from './image-fixture';
 import { describeFuse } from '../../helpers/capabilities';
+import { until } from '../../helpers/until';
+
+/** Bound on waiting for a log line written after an operation answered. */
+const LOG_WAIT_MS = 5_000;
 
 let dir: string;
 let mnt: string;
@@ -115,8 +119,7 @@ describeFuse('a chunk read slower than the FUSE op timeout', () => {
     const slowRead = fsp.readFile(join(mnt, 'dir/hard1'));
     await expect(slowRead).rejects.toMatchObject({ code: 'ETIMEDOUT' });
     release();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(logs.some((r) => r.level === 'warn' && /timed out/.test(r.msg ?? ''))).toBe(true);
+    await until('the timed-out read to be logged', async () => (logs.some((r) => r.level === 'warn' && /timed out/.test(r.msg ?? '')) ? true : undefined), LOG_WAIT_MS);
     expect(await fsp.readFile(join(mnt, 'hello.txt'), 'utf8')).toBe('hello, nyd\n');
     const again = await fsp.readFile(join(mnt, 'dir/hard1'));
     expect(again.equals(builder.content.get(builder.index('dir/hard1'))!)).toBe(true);

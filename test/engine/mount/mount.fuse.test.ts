@@ -22,11 +22,14 @@ import { openRemoteImage, type RemoteImage } from '../../../engine/mount/open-re
 import { nydOk } from '../../helpers/cli';
 import { fixturePath } from '../../helpers/umoci';
 import { describeFuse } from '../../helpers/capabilities';
+import { until } from '../../helpers/until';
 import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
 
 beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const run = promisify(execFile);
+/** Bound on waiting for the cache leases to go after close. */
+const LEASE_WAIT_MS = 5_000;
 const MOUNT_JS = path.resolve(__dirname, '../../../dist/engine/mount/mount.js');
 let work: string;
 beforeAll(() => {
@@ -91,8 +94,7 @@ describeFuse('mountLazyImage', () => {
     }
     expect(m.status().state).toBe('closed');
     expect(await mountTypeAt(mnt)).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(await fsp.readdir(path.join(work, 'cache', 'leases'))).toEqual([]);
+    await until('the leases to be released', async () => ((await fsp.readdir(path.join(work, 'cache', 'leases'))).length === 0 ? true : undefined), LEASE_WAIT_MS);
     expect((await m.prefetched).state).toBe('off');
   });
 
