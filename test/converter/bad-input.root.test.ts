@@ -15,10 +15,8 @@ import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
 
 beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
-let work: string;
-beforeAll(() => {
-  work = mkdtempSync(path.join(os.tmpdir(), 'nyd-bad-'));
-});
+// Made when the file loads: the corrupted-images suite names paths under it while collecting.
+const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-bad-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const CASES: Array<[string, RegExp]> = [
