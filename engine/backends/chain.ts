@@ -63,6 +63,8 @@ export interface BackendChainOptions {
   readonly logger?: Logger;
   /** Sees every source attempt of every chain (metrics). */
   readonly onSource?: SourceObserver;
+  /** Clock in ms for cool-offs and read durations (tests simulate time with it); performance.now() by default. */
+  readonly now?: () => number;
 }
 
 /** A small insertion-ordered map that forgets its oldest entry beyond `max`. */
@@ -96,6 +98,7 @@ export class BackendChain {
   private readonly proxy: ProxyConfig | undefined;
   private readonly logger: Logger;
   private readonly onSource: SourceObserver | undefined;
+  private readonly now: () => number;
   private readonly mirrorClients = new Map<string, { client: RegistryClient; state: SourceState }>();
   private readonly proxyAgent: ProxyAgent | undefined;
   private readonly proxyState: SourceState | undefined;
@@ -110,6 +113,7 @@ export class BackendChain {
     this.proxy = opts.proxy;
     this.logger = (opts.logger ?? nullLogger).child({ component: 'backends' });
     this.onSource = opts.onSource;
+    this.now = opts.now ?? (() => performance.now());
     this.schemes = new RegistrySchemes({
       insecure: opts.registry.insecure,
       plainHttpLoopback: opts.registry.plainHttpLoopback,
@@ -119,7 +123,7 @@ export class BackendChain {
     });
     if (opts.proxy) {
       this.proxyAgent = createProxyAgent(opts.proxy.url, opts.registry.caFile, opts.proxy.timeoutMs);
-      this.proxyState = new SourceState('proxy', { coolOffMs: opts.registry.coolOffMs, logger: this.logger });
+      this.proxyState = this.sourceState('proxy', this.logger);
       if (opts.proxy.healthCheckUrl !== undefined) {
         this.checker = new HealthChecker({
           url: opts.proxy.healthCheckUrl,
@@ -176,13 +180,13 @@ export class BackendChain {
       members.push({ name: 'proxy', health: this.proxyState, backend: new ProxyBackend({ client, ...this.imagePart(image), timeoutMs: this.proxy.timeoutMs, logger: this.logger }) });
     }
     if (!this.proxy || this.proxy.fallback) {
-      const health = this.originStates.get(registry, () => new SourceState('origin', { coolOffMs: this.registry.coolOffMs, logger: this.logger.child({ registry }) }));
+      const health = this.originStates.get(registry, () => this.sourceState('origin', this.logger.child({ registry })));
       const backend =
         origin ??
         new RangeBackend({ name: 'origin', client: await this.originClientFor(image.domain), ...this.imagePart(image), timeoutMs: this.registry.fetchTimeoutMs, logger: this.logger });
       members.push({ name: 'origin', health, backend });
     }
-    return new FallbackBackend({ members, logger: this.logger.child({ image: `${image.domain}/${image.repository}` }), onSource: this.onSource });
+    return new FallbackBackend({ members, logger: this.logger.child({ image: `${image.domain}/${image.repository}` }), onSource: this.onSource, now: this.now });
   }
 
   /** Stop the health checker and close every connection pool. Idempotent. */
@@ -196,6 +200,10 @@ export class BackendChain {
     await this.schemes.close();
   }
 
+  private sourceState(name: string, logger: Logger): SourceState {
+    return new SourceState(name, { coolOffMs: this.registry.coolOffMs, logger, now: this.now });
+  }
+
   private imagePart(image: ImageBlobs): { repository: string; blobs: readonly Descriptor[] } {
     return { repository: image.repository, blobs: image.blobs };
   }
@@ -204,7 +212,7 @@ export class BackendChain {
     let m = this.mirrorClients.get(endpoint);
     if (m === undefined) {
       const client = createMirrorClient(endpoint, { caFile: this.registry.caFile, dockerConfigPath: this.registry.dockerConfig }, this.registry.fetchTimeoutMs, this.logger);
-      m = { client, state: new SourceState(`mirror ${endpoint}`, { coolOffMs: this.registry.coolOffMs, logger: this.logger }) };
+      m = { client, state: this.sourceState(`mirror ${endpoint}`, this.logger) };
       this.mirrorClients.set(endpoint, m);
     }
     return m;

@@ -26,12 +26,15 @@ export interface FallbackBackendOptions {
   members: readonly ChainMember[];
   logger?: Logger;
   onSource?: SourceObserver;
+  /** Clock in ms for read durations; performance.now() by default. */
+  now?: () => number;
 }
 
 export class FallbackBackend implements BlobBackend {
   private readonly members: readonly ChainMember[];
   private readonly logger: Logger;
   private readonly onSource: SourceObserver | undefined;
+  private readonly now: () => number;
   /** Keys `${memberIndex} ${blob}`, insertion-ordered for eviction. */
   private readonly skipped = new Set<string>();
 
@@ -41,6 +44,7 @@ export class FallbackBackend implements BlobBackend {
     this.members = [...opts.members];
     this.logger = opts.logger ?? nullLogger;
     this.onSource = opts.onSource;
+    this.now = opts.now ?? (() => performance.now());
   }
 
   /** Source names in the order tried. */
@@ -60,15 +64,15 @@ export class FallbackBackend implements BlobBackend {
         continue;
       }
       if (signal?.aborted) throw canceled(`range ${offset}+${length} of blob ${blobDigest}: canceled`, { blob: blobDigest });
-      const started = performance.now();
+      const started = this.now();
       try {
         const data = await member.backend.read(blobDigest, offset, length, signal);
         member.health.markOk();
-        this.onSource?.(member.name, 'ok', data.length, (performance.now() - started) / 1000);
+        this.onSource?.(member.name, 'ok', data.length, (this.now() - started) / 1000);
         if (failures.length > 0) this.logger.debug({ blob: blobDigest, offset, source: member.name, failed: failures.length }, 'read served by a fallback source');
         return data;
       } catch (err) {
-        const seconds = (performance.now() - started) / 1000;
+        const seconds = (this.now() - started) / 1000;
         const code = codeOf(err);
         if (signal?.aborted || code === ErrorCode.Canceled || code === ErrorCode.InvalidArgument) {
           this.onSource?.(member.name, 'error', 0, seconds);

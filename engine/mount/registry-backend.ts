@@ -60,6 +60,8 @@ export interface RegistryBlobBackendOptions {
   /** How long new reads fail at once after a Timeout or Unavailable (default FAILURE_HOLD_MS; 0: never). */
   failureHoldMs?: number;
   logger?: Logger;
+  /** Clock in ms of the failure hold (tests simulate time with it); performance.now() by default. */
+  now?: () => number;
 }
 
 const checkTimeout = (ms: number): number => checkReadTimeout(ms, 'fetch timeout');
@@ -85,6 +87,7 @@ export function lazyRegistryLimits(timeoutMs: number = DEFAULTS.registry.fetchTi
 
 export class RegistryBlobBackend extends RangeBackend {
   private readonly failureHoldMs: number;
+  private readonly now: () => number;
   private heldUntil = 0;
   private lastFailure?: NydError;
 
@@ -99,6 +102,7 @@ export class RegistryBlobBackend extends RangeBackend {
       logger: opts.logger,
     });
     this.failureHoldMs = Math.max(0, opts.failureHoldMs ?? FAILURE_HOLD_MS);
+    this.now = opts.now ?? (() => performance.now());
   }
 
   protected override readBlob(desc: Descriptor, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
@@ -116,7 +120,7 @@ export class RegistryBlobBackend extends RangeBackend {
         if (code === ErrorCode.Timeout) this.logger.warn({ ...details, timeoutMs: this.timeoutMs }, 'registry range read timed out');
         else this.logger.warn({ ...details, ms: Math.round(performance.now() - started), err: (err as Error).message }, 'registry range read failed');
         if (code === ErrorCode.Timeout || code === ErrorCode.Unavailable) {
-          this.heldUntil = performance.now() + this.failureHoldMs;
+          this.heldUntil = this.now() + this.failureHoldMs;
           this.lastFailure = err as NydError;
         }
         throw err;
@@ -126,7 +130,7 @@ export class RegistryBlobBackend extends RangeBackend {
 
   /** The error to fail with at once while a recent failure holds, else undefined. */
   private held(desc: Descriptor, offset: number): NydError | undefined {
-    const left = this.heldUntil - performance.now();
+    const left = this.heldUntil - this.now();
     if (left <= 0 || !this.lastFailure) return undefined;
     return new NydError(this.lastFailure.code, `registry failed just before (${this.lastFailure.message}); not asking again for ${Math.ceil(left)} ms`, {
       details: { blob: desc.digest, offset },

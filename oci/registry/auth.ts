@@ -37,6 +37,7 @@ export interface AuthorizerDeps {
   credentials: () => Promise<Credentials | undefined>;
   limits: RegistryLimits;
   logger: Logger;
+  /** Clock in ms of the token cache's expiry times; Date.now by default. */
   now?: () => number;
 }
 

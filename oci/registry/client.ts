@@ -46,7 +46,7 @@ export interface RegistryClientOptions {
   push?: boolean;
   /** Overrides of the named limits (tests make retries fast). */
   limits?: Partial<RegistryLimits>;
-  /** Time for the retry policy (backoff waits, Retry-After dates); default the system's. */
+  /** Time for the retry policy (backoff waits, Retry-After dates) and of the token cache (tests simulate token expiry with it); default the system's. */
   clock?: Clock;
 }
 
@@ -88,6 +88,7 @@ export class RegistryClient implements Requester {
       credentials: () => resolveCredentials(domain, opts, this.logger),
       limits: this.limits,
       logger: this.logger,
+      now: () => clock.now(),
     });
   }
 

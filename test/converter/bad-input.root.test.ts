@@ -7,12 +7,17 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decodeBootstrap, encodeBootstrap } from '../../format-spec/bootstrap';
 import { packBootstrapTar } from '../../format-spec/bootstrap-layer';
 import { nydOk, runNyd } from '../helpers/cli';
 import { fixturePath } from '../helpers/umoci';
+import { describeRoot } from '../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
 
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
+
+// Made when the file loads: the corrupted-images suite names paths under it while collecting.
 const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-bad-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -29,7 +34,7 @@ const CASES: Array<[string, RegExp]> = [
   ['diffid-mismatch', /diff_id/],
 ];
 
-describe('nyd convert refuses bad input', () => {
+describeRoot('nyd convert refuses bad input', () => {
   it.each(CASES)('%s', async (name, pattern) => {
     const target = path.join(work, `out-${name}`);
     const r = await runNyd(['convert', `oci:${fixturePath(path.join('bad', name))}:latest`, `oci:${target}:x`]);
@@ -66,7 +71,7 @@ describe('nyd convert refuses bad input', () => {
 });
 
 /** Corruption of a converted image: check and unpack must fail and name what is broken. */
-describe('corrupted nyd images', () => {
+describeRoot('corrupted nyd images', () => {
   const good = path.join(work, 'good');
   let manifest: { layers: Array<{ digest: string; size: number; mediaType: string }>; config: { digest: string } };
 

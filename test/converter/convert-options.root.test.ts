@@ -7,18 +7,25 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { nydOk, REPO } from '../helpers/cli';
 import { fixturePath, readLayoutManifest } from '../helpers/umoci';
+import { describeRoot } from '../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
 
-const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-opts-'));
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
+
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(os.tmpdir(), 'nyd-opts-'));
+});
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function json(file: string): any {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
 
-describe('nyd convert', () => {
+describeRoot('nyd convert', () => {
   it('picks the requested platform from an index', async () => {
     for (const [platform, arch] of [['linux/amd64', 'amd64'], ['linux/arm64', 'arm64']]) {
       const out = path.join(work, `multi-${arch}`);

@@ -8,12 +8,16 @@
  * by fetching the tag's manifest and HEAD-ing every blob it references).
  */
 import { createServer, type Server } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { nydOk, runNyd, type RunResult } from '../helpers/cli';
 import { forward, startFaultProxy, type FaultProxy, type FaultRule } from '../helpers/fault-proxy';
 import { freePort, LOOPBACK } from '../helpers/ports';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { pushFixture, skopeoRaw, tagState } from './registry-image';
+import { describeRoot } from '../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 let reg: TestRegistry;
 /** Digest of the source's largest layer (several MB: a reset inside it is mid-blob). */
@@ -71,7 +75,7 @@ async function expectFailedCleanly(repo: string, r: RunResult, what: RegExp): Pr
 const blobGet = /^\/v2\/src\/blobs\/sha256:/;
 const uploadPost = (repo: string) => new RegExp(`^/v2/${repo}/blobs/uploads/`);
 
-describe('faults during the pull', () => {
+describeRoot('faults during the pull', () => {
   it('completes through 500s and 429s on manifest and blob reads', async () => {
     const r = await withProxy(
       [
@@ -131,7 +135,7 @@ describe('faults during the pull', () => {
   });
 });
 
-describe('faults during the push', () => {
+describeRoot('faults during the push', () => {
   it('completes through 500s and 429s on uploads, HEADs and the manifest PUT', async () => {
     const r = await withProxy(
       [

@@ -11,15 +11,22 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { nydOk, REPO, runNyd } from '../helpers/cli';
 import { startFaultProxy } from '../helpers/fault-proxy';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { diffTrees, snapshotTree, type TreeSnapshot } from '../helpers/tree-snapshot';
 import { fixturePath, layoutForPlatform, umociUnpack } from '../helpers/umoci';
 import { pushFixture, skopeo, skopeoRaw, tagState } from './registry-image';
+import { describeRoot } from '../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
 
-const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-convert-registry-'));
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
+
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(os.tmpdir(), 'nyd-convert-registry-'));
+});
 let reg: TestRegistry;
 let reference: TreeSnapshot;
 
@@ -40,7 +47,7 @@ async function unpacked(image: string, name: string, flags: string[] = ['--plain
   return snapshotTree(dest);
 }
 
-describe('nyd convert to and from a plain-HTTP registry', () => {
+describeRoot('nyd convert to and from a plain-HTTP registry', () => {
   let fromLayout: string;
 
   it('converts oci: to the registry; check, inspect and unpack read it back', async () => {
@@ -116,7 +123,7 @@ describe('nyd convert to and from a plain-HTTP registry', () => {
   });
 });
 
-describe('multi-platform index', () => {
+describeRoot('multi-platform index', () => {
   beforeAll(async () => {
     await pushFixture('multi', reg.host, 'multi:latest');
   });
@@ -194,7 +201,7 @@ describe('multi-platform index', () => {
   });
 });
 
-describe('TLS registry with Basic auth', () => {
+describeRoot('TLS registry with Basic auth', () => {
   let tls: TestRegistry;
   let creds: string;
 

@@ -6,12 +6,19 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { nydOk } from '../helpers/cli';
 import { diffTrees, snapshotTree, type TreeSnapshot } from '../helpers/tree-snapshot';
 import { fixturePath, umociUnpack } from '../helpers/umoci';
+import { describeRoot } from '../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
 
-const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-roundtrip-'));
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
+
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(os.tmpdir(), 'nyd-roundtrip-'));
+});
 let reference: TreeSnapshot;
 
 beforeAll(async () => {
@@ -29,7 +36,7 @@ async function roundTrip(source: string, name: string, extra: string[] = []): Pr
   return snapshotTree(dest);
 }
 
-describe('convert then unpack equals umoci unpack', () => {
+describeRoot('convert then unpack equals umoci unpack', () => {
   it.each([
     ['torture', 'gzip layers'],
     ['torture-zstd', 'zstd layers'],
@@ -73,7 +80,7 @@ describe('convert then unpack equals umoci unpack', () => {
   });
 });
 
-describe('conversion output', () => {
+describeRoot('conversion output', () => {
   it('is byte-identical for the same input and options', async () => {
     const a = path.join(work, 'repro-a');
     const b = path.join(work, 'repro-b');

@@ -36,7 +36,16 @@ export interface TokenServerOptions {
   allowAnonymous?: boolean;
   jwtLifetimeS?: number;
   advertisedExpiresIn?: number;
+  /**
+   * The next this-many tokens are issued already expired for the registry (exp EXPIRED_AGO_S
+   * ago, past distribution's 60 s leeway) while expires_in is unchanged; counts down per token.
+   * Simulates a token that expired while the client held it, without waiting a minute.
+   */
+  expiredTokens?: number;
 }
+
+/** How long before issue an `expiredTokens` token expired: beyond the registry's 60 s leeway. */
+export const EXPIRED_AGO_S = 120;
 
 export interface TokenRequest {
   service: string | null;
@@ -112,7 +121,9 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       return;
     }
     const now = Math.floor(Date.now() / 1000);
-    const token = signToken(options, basic?.user ?? '', scopes, now);
+    const expired = (options.expiredTokens ?? 0) > 0;
+    if (expired) options.expiredTokens = (options.expiredTokens ?? 0) - 1;
+    const token = signToken(expired ? { ...options, jwtLifetimeS: -EXPIRED_AGO_S } : options, basic?.user ?? '', scopes, now);
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(
       JSON.stringify({

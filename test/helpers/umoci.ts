@@ -1,6 +1,6 @@
 /**
  * umoci as the reference unpacker for round-trip tests, and paths of the generated image
- * fixtures (test/fixtures/make-fixtures.sh, output in test/fixtures/out/, made by global-setup).
+ * fixtures (test/fixtures/make-fixtures.sh, output in test/fixtures/out/, made by fixturesReady() in helpers/fixtures.ts).
  *
  * umoci 0.4.7 facts these helpers rely on or work around (checked against its source and the
  * torture fixture):

@@ -2,20 +2,20 @@
 import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { writeErofs } from '../../engine/erofs/writer';
 import { lgetxattr, llistxattr, lremovexattr, lsetxattr, mknod, mountErofs, umount2, UMOUNT_FLAGS } from '../../native/posix';
 import { ImageBuilder } from '../engine/erofs/generated-image';
 import { devMajor, devMinor } from '../helpers/tree-snapshot';
+import { describeRoot } from '../helpers/capabilities';
 
-const work = mkdtempSync(path.join(tmpdir(), 'nyd-posix-root-'));
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(tmpdir(), 'nyd-posix-root-'));
+});
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-beforeAll(() => {
-  if (process.getuid?.() !== 0) throw new Error('this test file needs root');
-});
-
-describe('mknod devices', () => {
+describeRoot('mknod devices', () => {
   it.each([
     ['chr', 1, 3],
     ['chr', 4095, 1_048_575], // largest major and minor Linux encodes
@@ -40,7 +40,7 @@ describe('mknod devices', () => {
   });
 });
 
-describe('xattrs on a symlink itself', () => {
+describeRoot('xattrs on a symlink itself', () => {
   it('sets, lists, reads and removes trusted.* on the link, not its target', () => {
     const target = path.join(work, 'target');
     const link = path.join(work, 'link');
@@ -70,7 +70,7 @@ function mountOptions(dir: string): string[] | undefined {
   return line?.split(' ')[3].split(',');
 }
 
-describe('EROFS mounts', () => {
+describeRoot('EROFS mounts', () => {
   const image = path.join(work, 'tiny.erofs');
   const device = path.join(work, 'tiny.uspace');
   beforeAll(() => {

@@ -3,14 +3,14 @@ import { createHash } from 'node:crypto';
 import { chmod, chown, copyFile, lutimes, mkdir, mkdtemp, rm, symlink, unlink, utimes, writeFile, link } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { lremovexattr, lsetxattr, mknod } from '../../native/posix';
 import { diffTrees, snapshotTree, type DiffOptions } from '../helpers/tree-snapshot';
+import { describeRoot } from '../helpers/capabilities';
 
 let work: string;
 let counter = 0;
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) throw new Error('this test file needs root');
   work = await mkdtemp(path.join(tmpdir(), 'nyd-tree-'));
 });
 afterAll(() => rm(work, { recursive: true, force: true }));
@@ -52,7 +52,7 @@ async function diffAfter(mutate: (at: (rel: string) => string) => Promise<unknow
   return diffTrees(await snapshotTree(a), await snapshotTree(b), opts);
 }
 
-describe('snapshotTree', () => {
+describeRoot('snapshotTree', () => {
   it('records every kind of entry without following symlinks', async () => {
     const snap = await snapshotTree(await build());
     expect([...snap.entries.keys()]).toEqual(['.', 'a', 'b', 'c', 'd', 'd/a-link', 'd/f', 'p', 's', 'sd', 'sk']);
@@ -83,7 +83,7 @@ describe('snapshotTree', () => {
   });
 });
 
-describe('diffTrees', () => {
+describeRoot('diffTrees', () => {
   it('finds two builds of the same tree equal, mtimes included', async () => {
     const [a, b] = [await snapshotTree(await build()), await snapshotTree(await build())];
     expect(diffTrees(a, b, { mtime: true })).toEqual([]);

@@ -4,7 +4,11 @@ import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decompressLayer, detectCompression } from '../../oci/decompress';
 import { sha256Digest, verifyingStream } from '../../oci/digest';
+import { until } from '../helpers/until';
 import { collect, rejection, sh, tempDir } from './helpers';
+
+/** Bound on waiting for the input to be destroyed after the consumer stops. */
+const DESTROY_WAIT_MS = 5_000;
 
 let dir: string;
 let tar: Buffer;
@@ -134,7 +138,7 @@ describe('decompressLayer', () => {
     const input = open('layer.tar.zst');
     const layer = decompressLayer(input);
     for await (const _ of layer.stream) break;
-    await new Promise((r) => setTimeout(r, 50));
+    await until('the input to be destroyed', async () => (input.destroyed ? true : undefined), DESTROY_WAIT_MS);
     expect(input.destroyed).toBe(true);
   });
 });

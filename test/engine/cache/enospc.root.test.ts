@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../../helpers/capabilities';
 import { DiskBlobCache } from '../../../engine/cache/disk-cache';
 import { makeChunks, readWhole, same } from './conformance';
 
@@ -35,7 +36,7 @@ const free = async (): Promise<number> => {
 };
 const dataFiles = async (): Promise<string[]> => (await fsp.readdir(path.join(mnt, 'cache', 'blobs'))).filter((n) => n.endsWith('.data'));
 
-describe('DiskBlobCache on a full file system', () => {
+describeRoot('DiskBlobCache on a full file system', () => {
   it('removes the partial data file after ENOSPC mid-write, and caches again afterwards', async () => {
     const before = await free();
     // statfs that sees plenty of room, so the write runs into the real ENOSPC.

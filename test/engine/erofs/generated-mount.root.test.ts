@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, promises as fsp, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../../helpers/capabilities';
 import { linkCounts, lookup, statMode, walk } from '../../../format-spec/tree';
 import { InodeType, type Bootstrap } from '../../../format-spec/types';
 import { writeErofs } from '../../../engine/erofs/writer';
@@ -38,7 +39,7 @@ afterAll(() => {
 /** Largest file whose whole content is compared (the huge one is sampled). */
 const WHOLE_CONTENT_MAX = 1 << 20;
 
-describe('a generated image mounted through EROFS', () => {
+describeRoot('a generated image mounted through EROFS', () => {
   it('shows every name with the type, mode, owner, time, size, links, device, target and xattrs of the bootstrap', async () => {
     const nlinks = linkCounts(bootstrap);
     const inoOf = new Map<number, bigint>();

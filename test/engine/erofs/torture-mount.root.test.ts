@@ -10,7 +10,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
 import type { Bootstrap } from '../../../format-spec/types';
 import { writeErofs } from '../../../engine/erofs/writer';
 import { mountErofs, umount2, UMOUNT_FLAGS } from '../../../native/posix';
@@ -25,6 +27,8 @@ const meta = path.join(work, 'meta.erofs');
 let reference: TreeSnapshot;
 let bootstrap: Bootstrap;
 let devices: string[];
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 beforeAll(async () => {
   const layout = path.join(work, 'nyd');
@@ -48,7 +52,7 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-describe('EROFS metadata of the torture image', () => {
+describeRoot('EROFS metadata of the torture image', () => {
   it('is byte-identical when written again from the same bootstrap', () => {
     expect(writeErofs(bootstrap).equals(writeErofs(structuredClone(bootstrap)))).toBe(true);
   });

@@ -9,7 +9,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { type Bootstrap, InodeType } from '../../../format-spec/types';
 import { ImageFilesystem } from '../../../engine/fs/image-fs';
@@ -23,6 +23,7 @@ import {
   sampleImage,
   UNICODE_NAME,
 } from './image-fixture';
+import { describeFuse } from '../../helpers/capabilities';
 
 const run = promisify(execFile);
 const TYPE_BITS: Record<number, number> = {
@@ -59,7 +60,7 @@ afterAll(async () => {
 const at = (path: string): string => join(mnt, path);
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-describe('ImageFilesystem on a FUSE mount', () => {
+describeFuse('ImageFilesystem on a FUSE mount', () => {
   it('is a read-only fuse.nyd mount', () => {
     const [entry, ...more] = mountsAt(mnt);
     expect(more).toEqual([]);

@@ -5,7 +5,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { nullLogger } from '../../../common/logger';
 import { digestHex } from '../../../format-spec/tree';
@@ -14,6 +14,11 @@ import { type FuseHandle, mountFuse } from '../../../native/fuse';
 import { ImageFilesystem } from '../../../engine/fs/image-fs';
 import { ImageOps } from '../../../engine/fs/image-ops';
 import { copyInto, type LogRecord, mountsAt, recordingLogger, sampleImage } from './image-fixture';
+import { describeFuse } from '../../helpers/capabilities';
+import { until } from '../../helpers/until';
+
+/** Bound on waiting for a log line written after an operation answered. */
+const LOG_WAIT_MS = 5_000;
 
 let dir: string;
 let mnt: string;
@@ -36,7 +41,7 @@ async function mountOps(ops: ImageOps, opts: Parameters<typeof mountFuse>[2]): P
   return handle;
 }
 
-describe('ImageFilesystem lifecycle', () => {
+describeFuse('ImageFilesystem lifecycle', () => {
   it('mounts once, unmounts without leaving a mount, and refuses a second mount', async () => {
     const { builder, bootstrap } = sampleImage();
     const fs = new ImageFilesystem({ bootstrap, reader: builder.reader, logger: nullLogger });
@@ -62,7 +67,7 @@ describe('ImageFilesystem lifecycle', () => {
   });
 });
 
-describe('ImageOps write refusal (kernel ro flag off)', () => {
+describeFuse('ImageOps write refusal (kernel ro flag off)', () => {
   it('answers EROFS itself for every mutating op and write-mode open', async () => {
     const { builder, bootstrap } = sampleImage();
     const ops = new ImageOps({ bootstrap, reader: builder.reader, logger: nullLogger });
@@ -95,7 +100,7 @@ describe('ImageOps write refusal (kernel ro flag off)', () => {
   });
 });
 
-describe('a chunk read slower than the FUSE op timeout', () => {
+describeFuse('a chunk read slower than the FUSE op timeout', () => {
   it('answers ETIMEDOUT, drops the late bytes safely and keeps serving', async () => {
     const { builder, bootstrap } = sampleImage();
     const slow = digestHex(bootstrap.inodes[builder.index('dir/hard1')].chunks![0].digest);
@@ -117,8 +122,7 @@ describe('a chunk read slower than the FUSE op timeout', () => {
     const slowRead = fsp.readFile(join(mnt, 'dir/hard1'));
     await expect(slowRead).rejects.toMatchObject({ code: 'ETIMEDOUT' });
     release();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(logs.some((r) => r.level === 'warn' && /timed out/.test(r.msg ?? ''))).toBe(true);
+    await until('the timed-out read to be logged', async () => (logs.some((r) => r.level === 'warn' && /timed out/.test(r.msg ?? '')) ? true : undefined), LOG_WAIT_MS);
     expect(await fsp.readFile(join(mnt, 'hello.txt'), 'utf8')).toBe('hello, nyd\n');
     const again = await fsp.readFile(join(mnt, 'dir/hard1'));
     expect(again.equals(builder.content.get(builder.index('dir/hard1'))!)).toBe(true);

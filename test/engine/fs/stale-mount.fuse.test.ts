@@ -7,11 +7,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { nullLogger } from '../../../common/logger';
 import { forceUnmount, isStaleMount } from '../../../native/fuse';
 import { ImageFilesystem } from '../../../engine/fs/image-fs';
 import { mountsAt, sampleImage } from './image-fixture';
+import { describeFuse } from '../../helpers/capabilities';
 
 const ROOT = resolve(__dirname, '../../..');
 
@@ -71,7 +72,7 @@ async function leaveStaleMount(): Promise<void> {
   await exited;
 }
 
-describe('stale mounts', () => {
+describeFuse('stale mounts', () => {
   it('are detected with isStaleMount and cleared with forceUnmount', async () => {
     expect(isStaleMount(mnt)).toBe(false);
     await leaveStaleMount();

@@ -18,7 +18,7 @@
  */
 import { lstat, mkdir, open, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parsePrefetchPatterns } from '../../../converter/prefetch-patterns';
 import { ANNOTATION_BLOB, ANNOTATION_BOOTSTRAP } from '../../../format-spec/oci-names';
 import { parseEngineConfig } from '../../../engine/config/schema';
@@ -29,6 +29,10 @@ import type { AccessPattern } from '../../../engine/mount/types';
 import { nydOk } from '../../helpers/cli';
 import { fixturePath } from '../../helpers/umoci';
 import { type LazyEnv, type MountStatusJson, startEnv } from './lazy-fixture';
+import { describeFuse } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const TORTURE = `oci:${fixturePath('torture')}:latest`;
 
@@ -77,7 +81,7 @@ async function expectedFiles(mnt: string): Promise<string[]> {
 
 type WithAccess = MountStatusJson & { access: AccessPattern };
 
-describe('the access pattern of a nyd mount', () => {
+describeFuse('the access pattern of a nyd mount', () => {
   let env: LazyEnv;
   let ref: string;
 

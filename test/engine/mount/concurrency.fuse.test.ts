@@ -5,10 +5,14 @@
  * concurrent reads of one unit share one fetch.
  */
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { snapshotTree, type TreeSnapshot } from '../../helpers/tree-snapshot';
 import { fixturePath, umociUnpack } from '../../helpers/umoci';
 import { type LazyEnv, sha256In, startEnv } from './lazy-fixture';
+import { describeFuse } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const READERS = 64;
 
@@ -26,7 +30,7 @@ afterAll(async () => {
   await env?.stop();
 });
 
-describe('64 parallel readers', () => {
+describeFuse('64 parallel readers', () => {
   it('all get correct bytes, of the same file and of different files', async () => {
     const files = [...reference.entries].filter(([, e]) => e.type === 'file' && (e.size ?? 0) > 0);
     const large = files.filter(([, e]) => (e.size ?? 0) >= 1024 * 1024).sort((a, b) => (b[1].size ?? 0) - (a[1].size ?? 0));

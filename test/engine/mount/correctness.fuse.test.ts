@@ -7,10 +7,14 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { diffTrees, snapshotTree, type TreeSnapshot } from '../../helpers/tree-snapshot';
 import { fixturePath, umociUnpack } from '../../helpers/umoci';
 import { blobDigestsOf, blobFetches, type LazyEnv, startEnv } from './lazy-fixture';
+import { describeFuse } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 let env: LazyEnv;
 let ref: string;
@@ -29,7 +33,7 @@ afterAll(async () => {
   await env?.stop();
 });
 
-describe('nyd mount of the torture image', () => {
+describeFuse('nyd mount of the torture image', () => {
   it('fetches only the manifest and the bootstrap to mount, then serves the reference tree', async () => {
     const mnt = await env.dir('mnt');
     const cache = await env.dir('cache');

@@ -6,9 +6,10 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type BigImage, writeBigImage } from '../../helpers/big-image';
 import { blobDigestsOf, blobFetches, type LazyEnv, sha256In, startEnv } from './lazy-fixture';
+import { describeFuse } from '../../helpers/capabilities';
 
 const IMAGE_MIB = 120;
 
@@ -29,7 +30,7 @@ afterAll(async () => {
   await env?.stop();
 });
 
-describe('reading one small file of a large image', () => {
+describeFuse('reading one small file of a large image', () => {
   it('fetches less than 2% of the blob bytes', async () => {
     const total = [...blobs.values()].reduce((a, b) => a + b, 0);
     expect(total).toBeGreaterThan(100 * 1024 * 1024);

@@ -9,12 +9,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { pidAlive } from '../../../common/process';
 import { statusSocketPath } from '../../../engine/mount/status-server';
 import { REPO, runNyd } from '../../helpers/cli';
 import { fixturePath } from '../../helpers/umoci';
 import { type LazyEnv, run, startEnv } from './lazy-fixture';
+import { describeFuse } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 let env: LazyEnv;
 let ref: string;
@@ -67,7 +71,7 @@ async function foreground(mnt: string, cache: string): Promise<{ child: ChildPro
   return { child, stderr: () => err, exited };
 }
 
-describe('signals', () => {
+describeFuse('signals', () => {
   it.each(['SIGTERM', 'SIGINT'] as const)('%s to the foreground process unmounts cleanly', async (signal) => {
     const mnt = await env.dir(`mnt-${signal}`);
     const cache = await env.dir(`cache-${signal}`);
@@ -115,7 +119,7 @@ describe('signals', () => {
   });
 });
 
-describe('daemon start-up', () => {
+describeFuse('daemon start-up', () => {
   it('reports the error of a mount that fails and exits non-zero', async () => {
     const mnt = await env.dir('mnt-fail');
     const missing = await env.tryMount(`${env.proxy.host}/torture:missing`, mnt, ['--cache-dir', await env.dir('cache-fail')]);

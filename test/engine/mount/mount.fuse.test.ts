@@ -10,7 +10,7 @@ import { mkdtempSync, promises as fsp, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { nullLogger } from '../../../common/logger';
 import { lookup } from '../../../format-spec/tree';
@@ -21,10 +21,20 @@ import { mountLazyImage, mountTypeAt } from '../../../engine/mount/mount';
 import { openRemoteImage, type RemoteImage } from '../../../engine/mount/open-remote';
 import { nydOk } from '../../helpers/cli';
 import { fixturePath } from '../../helpers/umoci';
+import { describeFuse } from '../../helpers/capabilities';
+import { until } from '../../helpers/until';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const run = promisify(execFile);
+/** Bound on waiting for the cache leases to go after close. */
+const LEASE_WAIT_MS = 5_000;
 const MOUNT_JS = path.resolve(__dirname, '../../../dist/engine/mount/mount.js');
-const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-lazymount-'));
+let work: string;
+beforeAll(() => {
+  work = mkdtempSync(path.join(os.tmpdir(), 'nyd-lazymount-'));
+});
 let remote: RemoteImage;
 let cache: DiskBlobCache;
 
@@ -49,7 +59,7 @@ const deps = () => ({
   logger: nullLogger,
 });
 
-describe('mountLazyImage', () => {
+describeFuse('mountLazyImage', () => {
   it('mounts, counts, guards its mountpoint, and closes once releasing its leases', async () => {
     const mnt = path.join(work, 'mnt');
     await fsp.mkdir(mnt);
@@ -84,8 +94,7 @@ describe('mountLazyImage', () => {
     }
     expect(m.status().state).toBe('closed');
     expect(await mountTypeAt(mnt)).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(await fsp.readdir(path.join(work, 'cache', 'leases'))).toEqual([]);
+    await until('the leases to be released', async () => ((await fsp.readdir(path.join(work, 'cache', 'leases'))).length === 0 ? true : undefined), LEASE_WAIT_MS);
     expect((await m.prefetched).state).toBe('off');
   });
 

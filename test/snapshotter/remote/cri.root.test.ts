@@ -7,18 +7,19 @@
  */
 import { readdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BLOB_MEDIA_TYPE } from '../../../format-spec/oci-names';
 import { LABEL_CRI_IMAGE_REF, LABEL_CRI_LAYER_DIGEST, LABEL_CRI_MANIFEST_DIGEST } from '../../../snapshotter/remote/labels';
 import { CRI_NAMESPACE, SNAPSHOTTER } from '../../helpers/containerd';
 import { criImageClient, type CriImageClient } from './cri-client';
 import { blobTraffic, registryManifest, startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout } from './images';
+import { describeRoot } from '../../helpers/capabilities';
 
 const REPO = 'nyd/cri';
 const MAX_FETCHED_FRACTION = 0.15;
 
-describe("nyd images pulled through containerd's CRI plugin", () => {
+describeRoot("nyd images pulled through containerd's CRI plugin", () => {
   let env: RemoteEnv;
   let cri: CriImageClient;
   let manifestDigest: string;

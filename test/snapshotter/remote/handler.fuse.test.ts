@@ -11,7 +11,7 @@
 import { access, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ErrorCode } from '../../../common/errors';
 import { ANNOTATION_BLOB, ANNOTATION_BOOTSTRAP } from '../../../format-spec/oci-names';
 import { forceUnmount } from '../../../native/fuse';
@@ -24,6 +24,10 @@ import { nydOk } from '../../helpers/cli';
 import { startFaultProxy } from '../../helpers/fault-proxy';
 import { startRegistry, type TestRegistry } from '../../helpers/registry';
 import { fixturePath } from '../../helpers/umoci';
+import { describeFuse } from '../../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 async function fuseMounts(under: string): Promise<string[]> {
   return (await readFile('/proc/self/mountinfo', 'utf8'))
@@ -33,7 +37,7 @@ async function fuseMounts(under: string): Promise<string[]> {
     .map((f) => f[4] as string);
 }
 
-describe('NydRemoteHandler with the lazy engine', () => {
+describeFuse('NydRemoteHandler with the lazy engine', () => {
   let work: string;
   let registry: TestRegistry;
   let handler: NydRemoteHandler;

@@ -11,12 +11,13 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BLOB_MEDIA_TYPE } from '../../../format-spec/oci-names';
 import { SNAPSHOTTER } from '../../helpers/containerd';
 import { until } from '../../helpers/until';
 import { blobTraffic, registryManifest, startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout, pushPlain, type TestLayout } from './images';
+import { describeRoot } from '../../helpers/capabilities';
 
 const LAZY_REPO = 'nyd/lazy';
 const UNLABELLED_REPO = 'nyd/unlabelled';
@@ -37,7 +38,7 @@ async function mountinfo(): Promise<{ point: string; type: string; options: stri
     });
 }
 
-describe('lazy pull of nyd images through containerd 1.6 (ctr-remote rpull)', () => {
+describeRoot('lazy pull of nyd images through containerd 1.6 (ctr-remote rpull)', () => {
   let env: RemoteEnv;
   let lazy: TestLayout;
   let manifestDigest: string;

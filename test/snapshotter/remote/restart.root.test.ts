@@ -12,11 +12,12 @@
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { SNAPSHOTTER } from '../../helpers/containerd';
 import { until } from '../../helpers/until';
 import { startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout, type TestLayout } from './images';
+import { describeRoot } from '../../helpers/capabilities';
 
 const REPO = 'nyd/restart';
 const RECONNECT_TIMEOUT_MS = 20_000;
@@ -29,7 +30,7 @@ async function fuseMountsUnder(dir: string): Promise<string[]> {
     .map((f) => f[4] as string);
 }
 
-describe('snapshotter SIGKILL and restart with nyd images', () => {
+describeRoot('snapshotter SIGKILL and restart with nyd images', () => {
   let env: RemoteEnv;
   let img: TestLayout;
   let mountpoint: string;

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Logger } from '../../../common/logger';
 import { startSnapshotterServer, type SnapshotterServer } from '../../../snapshotter/snapshots/server';
 import { LABEL_SNAPSHOT_REF, type Info } from '../../../snapshotter/snapshots/types';
@@ -20,6 +20,7 @@ import { startRegistry, type TestRegistry } from '../../helpers/registry';
 import { startContainerd, type TestContainerd } from '../../helpers/containerd';
 import { execFileP, FAKE_REMOTE_LABEL, fakeRemote, type FakeRemote, mountPointsUnder } from './helpers';
 import { busyboxLayout, ociArchive, remoteLayout, type BuiltImage } from './images';
+import { describeRoot } from '../../helpers/capabilities';
 
 const SNAPSHOTTER = 'nyd';
 
@@ -38,7 +39,7 @@ async function storeInfos(server: SnapshotterServer): Promise<Info[]> {
   return out;
 }
 
-describe('nyd snapshotter as a containerd 1.6 proxy plugin', () => {
+describeRoot('nyd snapshotter as a containerd 1.6 proxy plugin', () => {
   let work: string;
   let server: SnapshotterServer;
   let containerd: TestContainerd;

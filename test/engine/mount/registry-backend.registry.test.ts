@@ -89,14 +89,15 @@ describe('RegistryBlobBackend', () => {
   });
 
   it('holds a failure briefly: reads fail at once, then ask the registry again', async () => {
-    const b = backend();
+    let clockMs = 0;
+    const b = backend({ now: () => clockMs });
     proxy.addRule({ method: 'GET', times: 3, action: { kind: 'status', status: 503 } });
     expect((await timed(b.read(desc.digest, 0, 100))).err?.code).toBe(ErrorCode.Unavailable);
     const held = await timed(b.read(desc.digest, 0, 100));
     expect(held.err?.code).toBe(ErrorCode.Unavailable);
     expect(held.err?.message).toContain('not asking again');
     expect(proxy.requests.length).toBe(3);
-    await new Promise((r) => setTimeout(r, FAILURE_HOLD_MS + 50));
+    clockMs += FAILURE_HOLD_MS + 1;
     expect((await b.read(desc.digest, 0, 100)).equals(blob.subarray(0, 100))).toBe(true);
   });
 

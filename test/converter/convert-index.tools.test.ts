@@ -16,6 +16,9 @@ import { OciLayoutSource } from '../../oci/layout-source';
 import { OciLayoutTarget } from '../../oci/layout-target';
 import { recordingLogger } from '../oci/registry/image-fixture';
 import { fixturePath } from '../helpers/umoci';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-convert-index-'));
 let pool: ZstdPool;

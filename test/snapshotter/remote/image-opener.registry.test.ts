@@ -13,6 +13,9 @@ import type { NydLayerLabels, RegistryRef } from '../../../snapshotter/remote/ty
 import { nydOk } from '../../helpers/cli';
 import { startRegistry, type TestRegistry } from '../../helpers/registry';
 import { fixturePath } from '../../helpers/umoci';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 interface Pushed {
   manifest: string;

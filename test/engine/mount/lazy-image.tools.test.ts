@@ -13,6 +13,9 @@ import type { Descriptor, Fetched, ImageSource } from '../../../oci/types';
 import { checkBlobTable, openLazyImage } from '../../../engine/mount/lazy-image';
 import { nydOk } from '../../helpers/cli';
 import { fixturePath } from '../../helpers/umoci';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../../helpers/fixtures';
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-lazyimage-'));
 const layout = path.join(work, 'nyd');

@@ -67,10 +67,17 @@ beforeEach(() => {
   proxy.calls.length = 0;
 });
 
+/** The chains' clock (cool-offs): simulated, it moves only by advance(), so no test waits one out. */
+let clockMs = 0;
+const now = (): number => clockMs;
+const advance = (ms: number): void => {
+  clockMs += ms;
+};
+
 /** A chain from a real config file text; the origin is reached over plain HTTP by the loopback rule. */
 function chainFrom(toml: string): BackendChain {
   const cfg = parseConfig(toml, 'test.toml');
-  const chain = new BackendChain({ registry: cfg.registry, proxy: cfg.proxy, onSource: (source, result) => events.push({ source, result }) });
+  const chain = new BackendChain({ registry: cfg.registry, proxy: cfg.proxy, onSource: (source, result) => events.push({ source, result }), now });
   chain.start();
   chains.push(chain);
   return chain;
@@ -168,7 +175,7 @@ describe('falling back', () => {
     expect(blobCalls(originOnly).length).toBe(1);
     // After the cool-off the proxy is asked again, and serves once healthy.
     proxy.mode = 'ok';
-    await new Promise((r) => setTimeout(r, 1600));
+    advance(1600);
     events = [];
     await readAndCheck(backend, originOnly, 2000, 1000);
     expect(served()).toEqual(['proxy']);
@@ -268,7 +275,9 @@ describe('proxy health checks', () => {
     try {
       await readAndCheck(backend, onBoth, 0, 100);
       expect(served()).toEqual(['origin']);
-      await new Promise((r) => setTimeout(r, 400));
+      // The failed read's cool-off ends, but the health checks fail too: the proxy stays down.
+      expect(await chain.healthChecker?.checkNow()).toBe(false);
+      advance(400);
       expect(chain.sourceStates()[0]?.up).toBe(false);
       events = [];
       await readAndCheck(backend, onBoth, 100, 100);
