@@ -9,7 +9,9 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../helpers/capabilities';
+import { FIXTURES_TIMEOUT_MS, fixturesReady } from '../helpers/fixtures';
 import { OWNER_FILE, WORK_DIR_PREFIX } from '../../converter/work-dir';
 import { writeBigImage } from '../helpers/big-image';
 import { nydOk, startNyd, type RunningNyd } from '../helpers/cli';
@@ -23,6 +25,8 @@ const WAIT_MS = 120_000;
 const work = mkdtempSync(path.join(os.tmpdir(), 'nyd-interrupt-'));
 const tmp = path.join(work, 'tmp');
 let source: string;
+
+beforeAll(fixturesReady, FIXTURES_TIMEOUT_MS);
 
 beforeAll(async () => {
   source = (await writeBigImage(path.join(work, 'big'), IMAGE_MIB, 2)).ref;
@@ -55,7 +59,7 @@ async function convertMidway(target: string): Promise<{ run: RunningNyd; dir: st
   return { run, dir };
 }
 
-describe('nyd convert interrupted', () => {
+describeRoot('nyd convert interrupted', () => {
   it.each([
     ['SIGINT', 130],
     ['SIGTERM', 143],

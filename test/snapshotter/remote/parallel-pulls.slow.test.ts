@@ -21,7 +21,8 @@
  */
 import { readdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeRoot } from '../../helpers/capabilities';
 import { SNAPSHOTTER } from '../../helpers/containerd';
 import { startRemoteEnv, type RemoteEnv } from './env';
 import { convertAndPush, GREETING, greetingLayout } from './images';
@@ -42,7 +43,7 @@ async function filesUnder(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
 }
 
-describe('parallel pulls and starts (containerd 1.6 + nyd snapshotter)', () => {
+describeRoot('parallel pulls and starts (containerd 1.6 + nyd snapshotter)', () => {
   let env: RemoteEnv;
 
   beforeAll(async () => {
