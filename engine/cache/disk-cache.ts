@@ -3,11 +3,12 @@
  * restarts: each blob's chunks decompressed and verified, at their uoffset in
  * the blob's uncompressed address space (format-spec SPEC.md 6.1).
  *
- * Layout under `root`:
- *   blobs/<hex>.data    sparse file of exactly the blob's address space (uspace
+ * Layout under `root` (directory CACHE_DATA_DIR; the compressed-frame layout
+ * of earlier versions lived in `blobs/` and is removed when a cache opens):
+ *   ublobs/<hex>.data   sparse file of exactly the blob's address space (uspace
  *                       bytes): chunk bytes at their uoffset, nothing else (the
  *                       next step mounts these files as EROFS blob devices)
- *   blobs/<hex>.ranges  append-only log of the recorded chunks (range-log.ts):
+ *   ublobs/<hex>.ranges append-only log of the recorded chunks (range-log.ts):
  *                       uoffset, size, sha256 and data-file identity of each
  *   leases/<hex>.<pid>.<instance>  "in use" markers (leases.ts)
  *
@@ -47,6 +48,11 @@ import { checkAddress, checkChunkRead, checkPut, hexOf } from './validate';
 
 export type { Release } from './leases';
 export { MAX_RANGE_LENGTH } from './validate';
+
+/** Directory of the data files and logs under the cache root ("uncompressed blobs"). */
+export const CACHE_DATA_DIR = 'ublobs';
+/** Directory of the earlier layout (compressed frames at blob offsets), removed on open. */
+const OLD_LAYOUT_DIR = 'blobs';
 
 /** Default size limit when the caller gives none. */
 export const DEFAULT_DISK_CACHE_MAX_BYTES = 10 * 1024 ** 3;
@@ -159,13 +165,18 @@ export class DiskBlobCache implements BlobCache {
       throw invalidArgument(`cache free-space minimum must be >= 0 bytes and a fraction in [0, 1)`);
     }
     this.statfs = opts.statfs ?? (async (dir) => fsp.statfs(dir));
-    this.blobsDir = path.join(this.root, 'blobs');
+    this.blobsDir = path.join(this.root, CACHE_DATA_DIR);
     this.logger = opts.logger ?? nullLogger;
     this.leases = new LeaseTable(path.join(this.root, 'leases'), this.logger);
   }
 
   private ensureDirs(): Promise<void> {
     this.dirsReady ??= (async () => {
+      const old = path.join(this.root, OLD_LAYOUT_DIR);
+      if (await statOrUndefined(old)) {
+        this.logger.info({ dir: old }, 'blob cache: removing the cache of the earlier (compressed) layout');
+        await fsp.rm(old, { recursive: true, force: true });
+      }
       await fsp.mkdir(this.blobsDir, { recursive: true });
       await fsp.mkdir(path.join(this.root, 'leases'), { recursive: true });
     })();
