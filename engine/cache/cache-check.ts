@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ChunkRecords } from './chunk-records';
+import { CACHE_DATA_DIR } from './disk-cache';
 import { dataIdOf, encodeRecord } from './range-log';
 
 export interface BadChunk {
@@ -32,7 +33,7 @@ export interface CacheCheckReport {
 
 /** Checks the cache at `root`; a missing cache is an empty one. */
 export async function checkCache(root: string): Promise<CacheCheckReport> {
-  const dir = path.join(root, 'blobs');
+  const dir = path.join(root, CACHE_DATA_DIR);
   const report: CacheCheckReport = { blobs: 0, chunks: 0, bytes: 0, bad: [] };
   let names: string[];
   try {

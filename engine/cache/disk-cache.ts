@@ -3,11 +3,12 @@
  * restarts: each blob's chunks decompressed and verified, at their uoffset in
  * the blob's uncompressed address space (format-spec SPEC.md 6.1).
  *
- * Layout under `root`:
- *   blobs/<hex>.data    sparse file of exactly the blob's address space (uspace
+ * Layout under `root` (directory CACHE_DATA_DIR; the compressed-frame layout
+ * of earlier versions lived in `blobs/` and is removed when a cache opens):
+ *   ublobs/<hex>.data   sparse file of exactly the blob's address space (uspace
  *                       bytes): chunk bytes at their uoffset, nothing else (the
  *                       next step mounts these files as EROFS blob devices)
- *   blobs/<hex>.ranges  append-only log of the recorded chunks (range-log.ts):
+ *   ublobs/<hex>.ranges append-only log of the recorded chunks (range-log.ts):
  *                       uoffset, size, sha256 and data-file identity of each
  *   leases/<hex>.<pid>.<instance>  "in use" markers (leases.ts)
  *
@@ -24,7 +25,7 @@
  * not written (an image claiming another layout for the blob digest), and a
  * data file longer than the uspace asked for is left alone.
  *
- * Space: usage is the data files' allocated blocks plus the logs. Past
+ * Space (disk-space.ts): usage is the data files' allocated blocks plus the logs. Past
  * maxBytes, whole blobs no live process leases are evicted, least recently
  * used first, down to EVICT_LOW_WATERMARK x maxBytes. Before each write the
  * file system's free space is checked (statfs): below the minimum
@@ -34,40 +35,33 @@
  * that no live process leases, so a partial file never stays.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, type BigIntStats } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { invalidArgument, wrap } from '../../common/errors';
 import { DEFAULTS } from '../config/schema';
 import { nullLogger, type Logger } from '../../common/logger';
 import type { BlobCache, ChunkAddress, VerifiedChunk } from '../types';
 import { ChunkRecords } from './chunk-records';
+import { DiskSpace, statOrUndefined, type CacheUsage, type FsSpace } from './disk-space';
 import { LeaseTable, type Release } from './leases';
 import { OpenFiles, type OpenFile } from './open-files';
 import { encodeRecord, MAX_LOG_BYTES, RANGE_RECORD_SIZE } from './range-log';
 import { checkAddress, checkChunkRead, checkPut, hexOf } from './validate';
 
 export type { Release } from './leases';
+export { DEFAULT_MIN_FREE_FRACTION, EVICT_LOW_WATERMARK, MAX_SCAN_BLOBS, RESCAN_INTERVAL_MS, type CacheUsage, type FsSpace } from './disk-space';
 export { MAX_RANGE_LENGTH } from './validate';
 
-/** Default least free space kept on the cache's file system, as a fraction of its size. */
-export const DEFAULT_MIN_FREE_FRACTION = 0.05;
-/** Eviction stops once usage is at or below this fraction of maxBytes. */
-export const EVICT_LOW_WATERMARK = 0.9;
+/** Directory of the data files and logs under the cache root ("uncompressed blobs"). */
+export const CACHE_DATA_DIR = 'ublobs';
+/** Directory of the earlier layout (compressed frames at blob offsets), removed on open. */
+const OLD_LAYOUT_DIR = 'blobs';
+
 /** Blobs whose records this instance keeps in memory (least recently used are dropped, then re-read). */
 export const MAX_TRACKED_BLOBS = 1024;
 /** A hit marks the blob used on disk (log mtime) at most this often. */
 export const TOUCH_INTERVAL_MS = 60_000;
-/** Usage is re-scanned after a commit at least this often, to see other processes' growth. */
-export const RESCAN_INTERVAL_MS = 60_000;
-/** Largest number of blobs one scan looks at. */
-export const MAX_SCAN_BLOBS = 100_000;
 
-/** What the cache needs of statfs(2): free blocks for us, total blocks, block size. */
-export interface FsSpace {
-  bavail: number;
-  blocks: number;
-  bsize: number;
-}
 
 export interface DiskBlobCacheOptions {
   /** Directory owning the cache (created if absent). */
@@ -83,12 +77,6 @@ export interface DiskBlobCacheOptions {
   logger?: Logger;
 }
 
-export interface CacheUsage {
-  /** Allocated bytes of the data files plus the logs' sizes. */
-  bytes: number;
-  /** Cached blobs (data files). */
-  blobs: number;
-}
 
 interface BlobState {
   records: ChunkRecords;
@@ -100,15 +88,6 @@ interface BlobState {
 
 function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-async function statOrUndefined(file: string): Promise<BigIntStats | undefined> {
-  try {
-    return await fsp.stat(file, { bigint: true });
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 /** Exactly `length` bytes at `position` into `into` at `at`; throws on a short file. */
@@ -137,34 +116,37 @@ export class DiskBlobCache implements BlobCache {
   private readonly leases: LeaseTable;
   private readonly files = new OpenFiles();
   private readonly states = new Map<string, BlobState>();
-  private readonly minFreeBytes: number;
-  private readonly minFreeFraction: number;
-  private readonly statfs: (dir: string) => Promise<FsSpace>;
+  private readonly space: DiskSpace;
   private dirsReady?: Promise<void>;
-  /** Usage as of the last scan plus what this instance recorded since; undefined before the first scan. */
-  private approxBytes?: number;
-  private lastScan = 0;
-  private evicting?: Promise<void>;
-  /** Writes skipped for lack of free space since the last warning. */
-  private skippedForSpace = 0;
 
   constructor(opts: DiskBlobCacheOptions) {
     this.root = opts.root;
     this.maxBytes = opts.maxBytes ?? DEFAULTS.cache.size;
     if (!(this.maxBytes > 0)) throw invalidArgument(`cache maxBytes must be positive, got ${this.maxBytes}`);
-    this.minFreeBytes = opts.minFreeBytes ?? 0;
-    this.minFreeFraction = opts.minFreeFraction ?? DEFAULT_MIN_FREE_FRACTION;
-    if (!(this.minFreeBytes >= 0) || !(this.minFreeFraction >= 0 && this.minFreeFraction < 1)) {
-      throw invalidArgument(`cache free-space minimum must be >= 0 bytes and a fraction in [0, 1)`);
-    }
-    this.statfs = opts.statfs ?? (async (dir) => fsp.statfs(dir));
-    this.blobsDir = path.join(this.root, 'blobs');
+    this.blobsDir = path.join(this.root, CACHE_DATA_DIR);
     this.logger = opts.logger ?? nullLogger;
     this.leases = new LeaseTable(path.join(this.root, 'leases'), this.logger);
+    this.space = new DiskSpace({
+      root: this.root,
+      blobsDir: this.blobsDir,
+      maxBytes: this.maxBytes,
+      minFreeBytes: opts.minFreeBytes,
+      minFreeFraction: opts.minFreeFraction,
+      statfs: opts.statfs,
+      leases: this.leases,
+      logger: this.logger,
+      ready: () => this.ensureDirs(),
+      remove: (hex) => this.removeBlob(hex),
+    });
   }
 
   private ensureDirs(): Promise<void> {
     this.dirsReady ??= (async () => {
+      const old = path.join(this.root, OLD_LAYOUT_DIR);
+      if (await statOrUndefined(old)) {
+        this.logger.info({ dir: old }, 'blob cache: removing the cache of the earlier (compressed) layout');
+        await fsp.rm(old, { recursive: true, force: true });
+      }
       await fsp.mkdir(this.blobsDir, { recursive: true });
       await fsp.mkdir(path.join(this.root, 'leases'), { recursive: true });
     })();
@@ -271,16 +253,16 @@ export class DiskBlobCache implements BlobCache {
     if (chunks.length === 0) return;
     try {
       await this.ensureDirs();
-      if (this.approxBytes === undefined) await this.evict();
+      if (!this.space.scanned) await this.space.evict();
       const bytes = chunks.reduce((n, c) => n + c.size, 0);
-      if (!(await this.roomFor(bytes))) return;
+      if (!(await this.space.roomFor(bytes))) return;
       const release = await this.leases.acquire(hex);
       try {
         await this.write(hex, blobDigest, uspace, chunks);
       } finally {
         release();
       }
-      await this.maybeEvict();
+      await this.space.maybeEvict();
     } catch (err) {
       this.logger.warn({ blob: blobDigest, offset: chunks[0].uoffset, err: (err as Error).message }, 'blob cache: chunks not stored');
     }
@@ -315,7 +297,7 @@ export class DiskBlobCache implements BlobCache {
           throw err;
         }
         for (const c of todo) st.records.apply({ offset: c.uoffset, length: c.size, dataId: f.dataId, digest: c.digest });
-        if (this.approxBytes !== undefined) this.approxBytes += todo.reduce((n, c) => n + c.size, 0) + todo.length * RANGE_RECORD_SIZE;
+        this.space.added(todo.reduce((n, c) => n + c.size, 0) + todo.length * RANGE_RECORD_SIZE);
       });
     } finally {
       f.release();
@@ -341,25 +323,7 @@ export class DiskBlobCache implements BlobCache {
   private async reclaimAfterNoSpace(hex: string, st: BlobState): Promise<void> {
     this.logger.warn({ blob: hex, recorded: st.records.chunks.size }, 'blob cache: file system full, not caching until there is room');
     if (st.records.chunks.size === 0) await this.removeBlob(hex);
-    this.approxBytes = undefined;
-  }
-
-  /** The least free space to keep, in bytes, and whether `bytes` more fit above it (evicting if needed). */
-  private async roomFor(bytes: number): Promise<boolean> {
-    const enough = async (): Promise<number> => {
-      const s = await this.statfs(this.root);
-      const min = Math.max(this.minFreeBytes, this.minFreeFraction * s.blocks * s.bsize);
-      return s.bavail * s.bsize - bytes - min;
-    };
-    let spare = await enough();
-    if (spare >= 0) return true;
-    await this.evict(-spare);
-    spare = await enough();
-    if (spare >= 0) return true;
-    if (this.skippedForSpace++ === 0) {
-      this.logger.warn({ root: this.root, shortBytes: -spare }, 'blob cache: below its free-space minimum, not caching until there is room');
-    }
-    return false;
+    this.space.forgetUsage();
   }
 
   /** Takes a lease on a blob: it is not evicted (by any process) until released. */
@@ -370,93 +334,16 @@ export class DiskBlobCache implements BlobCache {
   }
 
   async usage(): Promise<CacheUsage> {
-    const entries = await this.scan();
-    return { bytes: entries.reduce((n, e) => n + e.bytes, 0), blobs: entries.length };
-  }
-
-  /**
-   * One entry per data file: allocated bytes, last use, and whether it has a
-   * log with records. Removes leftovers of interrupted evictions.
-   */
-  private async scan(): Promise<Array<{ hex: string; bytes: number; lastUse: number; recorded: boolean }>> {
-    await this.ensureDirs();
-    let names = await fsp.readdir(this.blobsDir);
-    const out: Array<{ hex: string; bytes: number; lastUse: number; recorded: boolean }> = [];
-    if (names.length > 2 * MAX_SCAN_BLOBS) {
-      this.logger.warn({ files: names.length, limit: MAX_SCAN_BLOBS }, 'blob cache: too many files, scanning the first ones');
-      names = names.slice(0, 2 * MAX_SCAN_BLOBS);
-    }
-    for (const name of names) {
-      if (name.includes('.evicting.')) {
-        await fsp.rm(path.join(this.blobsDir, name), { force: true });
-        continue;
-      }
-      const m = /^([0-9a-f]{64})\.data$/.exec(name);
-      if (!m) continue;
-      const data = await statOrUndefined(path.join(this.blobsDir, name));
-      if (!data) continue;
-      const log = await statOrUndefined(this.logPath(m[1]));
-      out.push({
-        hex: m[1],
-        bytes: Number(data.blocks) * 512 + Number(log?.size ?? 0n),
-        lastUse: Math.max(Number(data.mtimeMs), Number(log?.mtimeMs ?? 0n)),
-        recorded: (log?.size ?? 0n) >= BigInt(RANGE_RECORD_SIZE),
-      });
-    }
-    return out;
-  }
-
-  private maybeEvict(): Promise<void> {
-    const stale = Date.now() - this.lastScan >= RESCAN_INTERVAL_MS;
-    if (this.approxBytes !== undefined && this.approxBytes <= this.maxBytes && !stale) return Promise.resolve();
-    return this.evict();
+    return this.space.usage();
   }
 
   /**
    * Scans usage; removes data files without records that no live process
    * leases; when over maxBytes, or when `free` more bytes must be freed,
-   * evicts unleased blobs, least recently used first.
+   * evicts unleased blobs, least recently used first (disk-space.ts).
    */
   evict(free = 0): Promise<void> {
-    const pass = (this.evicting ?? Promise.resolve()).then(() => this.evictPass(free));
-    const mine = pass.finally(() => {
-      if (this.evicting === mine) this.evicting = undefined;
-    });
-    this.evicting = mine;
-    return mine;
-  }
-
-  private async evictPass(free: number): Promise<void> {
-    const entries = await this.scan();
-    this.lastScan = Date.now();
-    const leased = await this.leases.leasedOnDisk();
-    const inUse = (hex: string): boolean => leased.has(hex) || this.leases.heldHere(hex);
-    let total = 0;
-    const kept: typeof entries = [];
-    for (const e of entries) {
-      if (!e.recorded && !inUse(e.hex)) {
-        await this.removeBlob(e.hex);
-        this.logger.info({ blob: e.hex, bytes: e.bytes }, 'blob cache: removed a data file without records');
-        continue;
-      }
-      total += e.bytes;
-      kept.push(e);
-    }
-    this.approxBytes = total;
-    const target = Math.min(total > this.maxBytes ? this.maxBytes * EVICT_LOW_WATERMARK : total, total - free);
-    if (total <= target) return;
-    kept.sort((a, b) => a.lastUse - b.lastUse);
-    for (const e of kept) {
-      if (total <= target) break;
-      if (inUse(e.hex)) continue;
-      await this.removeBlob(e.hex);
-      total -= e.bytes;
-      this.logger.debug({ blob: e.hex, bytes: e.bytes }, 'blob cache: evicted');
-    }
-    this.approxBytes = total;
-    if (total > this.maxBytes) {
-      this.logger.warn({ bytes: total, limit: this.maxBytes }, 'blob cache: over its limit, the rest is in use');
-    }
+    return this.space.evict(free);
   }
 
   /** Log first (no chunk stays visible), then data. */
@@ -474,7 +361,7 @@ export class DiskBlobCache implements BlobCache {
 
   /** Releases this instance's leases and open files. Puts still running must be finished first. */
   async close(): Promise<void> {
-    await this.evicting?.catch(() => undefined);
+    await this.space.idle();
     this.files.clear();
     await this.leases.close();
   }

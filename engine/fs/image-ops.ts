@@ -121,17 +121,21 @@ export class ImageOps implements FuseOps {
         return mine;
       });
       await Promise.all(spans.map((s, i) => this.reader.readInto(s.ref, s.from, s.to, buf, ats[i])));
-      if (buf.length < want) {
-        // fuse-native detaches the buffer when it has answered ETIMEDOUT itself.
-        this.logger.warn({ path, offset: position, length: want }, 'read finished after the FUSE op timed out');
-        return Errno.EIO;
-      }
+      if (buf.length < want) return this.lateRead(path, position, want);
       return at;
     } catch (err) {
+      // Copying into a buffer fuse-native detached fails: that is a late read, not a failed one.
+      if (buf.length < want) return this.lateRead(path, position, want);
       // The one place a failed read is logged (with the blob, unit and chunk the error names).
       this.logger.error({ path, ino: index + 1, offset: position, length: want, ...errorFields(err) }, 'read failed');
       return Errno.EIO;
     }
+  }
+
+  /** fuse-native detaches the buffer when it has answered ETIMEDOUT itself. */
+  private lateRead(path: string, offset: number, length: number): number {
+    this.logger.warn({ path, offset, length }, 'read finished after the FUSE op timed out');
+    return Errno.EIO;
   }
 
   fsync(): 0 {

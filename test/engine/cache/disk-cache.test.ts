@@ -38,7 +38,7 @@ function deadPid(): Promise<number> {
 /** Sets a blob's data and log mtimes to `secondsAgo` in the past. */
 async function age(root: string, digest: string, secondsAgo: number): Promise<void> {
   const t = new Date(Date.now() - secondsAgo * 1000);
-  for (const ext of ['data', 'ranges']) await fsp.utimes(path.join(root, 'blobs', `${hexOf(digest)}.${ext}`), t, t);
+  for (const ext of ['data', 'ranges']) await fsp.utimes(path.join(root, 'ublobs', `${hexOf(digest)}.${ext}`), t, t);
 }
 
 function sink(): NodeJS.WritableStream & { text: string } {
@@ -55,8 +55,8 @@ describe('DiskBlobCache on disk', () => {
     open.push(c);
     return c;
   };
-  const dataFile = (digest: string): string => path.join(root, 'blobs', `${hexOf(digest)}.data`);
-  const logFile = (digest: string): string => path.join(root, 'blobs', `${hexOf(digest)}.ranges`);
+  const dataFile = (digest: string): string => path.join(root, 'ublobs', `${hexOf(digest)}.data`);
+  const logFile = (digest: string): string => path.join(root, 'ublobs', `${hexOf(digest)}.ranges`);
   beforeEach(async () => {
     root = await newRoot();
     blob = makeChunks([5000, 4096, 100, 70000]);
@@ -95,7 +95,7 @@ describe('DiskBlobCache on disk', () => {
   });
 
   it('never serves bytes in the data file without a record (crash before the record)', async () => {
-    await fsp.mkdir(path.join(root, 'blobs'), { recursive: true });
+    await fsp.mkdir(path.join(root, 'ublobs'), { recursive: true });
     const data = Buffer.alloc(blob.uspace);
     for (const c of blob.chunks) data.set(c.bytes, c.uoffset);
     await fsp.writeFile(dataFile(blob.digest), data);
@@ -262,7 +262,7 @@ describe('DiskBlobCache on disk', () => {
     });
 
     it('removes data files without records that no live process leases (left by a crash or ENOSPC)', async () => {
-      await fsp.mkdir(path.join(root, 'blobs'), { recursive: true });
+      await fsp.mkdir(path.join(root, 'ublobs'), { recursive: true });
       await fsp.writeFile(dataFile(a.digest), Buffer.alloc(8192, 1));
       await fsp.writeFile(dataFile(b.digest), Buffer.alloc(8192, 1));
       const holder = newCache();
@@ -273,5 +273,19 @@ describe('DiskBlobCache on disk', () => {
       await fsp.stat(dataFile(b.digest));
       release();
     });
+  });
+});
+
+describe('DiskBlobCache and the earlier layout', () => {
+  it('removes the compressed-frame cache of earlier versions (blobs/) when it opens', async () => {
+    const root = await newRoot();
+    await fsp.mkdir(path.join(root, 'blobs'), { recursive: true });
+    await fsp.writeFile(path.join(root, 'blobs', `${'a'.repeat(64)}.data`), Buffer.alloc(8192, 1));
+    const cache = new DiskBlobCache({ root });
+    const blob = makeChunks([4096]);
+    await cache.put(blob.digest, blob.uspace, blob.chunks);
+    await expect(fsp.stat(path.join(root, 'blobs'))).rejects.toMatchObject({ code: 'ENOENT' });
+    same(await readWhole(cache, blob.digest, blob.chunks[0]), blob.chunks[0].bytes);
+    await cache.close();
   });
 });

@@ -34,7 +34,7 @@ const free = async (): Promise<number> => {
   const s = await fsp.statfs(mnt);
   return s.bavail * s.bsize;
 };
-const dataFiles = async (): Promise<string[]> => (await fsp.readdir(path.join(mnt, 'cache', 'blobs'))).filter((n) => n.endsWith('.data'));
+const dataFiles = async (): Promise<string[]> => (await fsp.readdir(path.join(mnt, 'cache', 'ublobs'))).filter((n) => n.endsWith('.data'));
 
 describeRoot('DiskBlobCache on a full file system', () => {
   it('removes the partial data file after ENOSPC mid-write, and caches again afterwards', async () => {

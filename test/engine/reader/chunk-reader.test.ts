@@ -133,7 +133,7 @@ describe('RemoteChunkReader', () => {
     expect(logger.lines.filter((l) => l.level === 'error')).toEqual([]);
     await r.flush();
     expect(await unitCached(6, disk)).toBe(false);
-    await expect(fsp.stat(path.join(diskRoot, 'blobs', `${blob.digest.slice(7)}.ranges`))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(fsp.stat(path.join(diskRoot, 'ublobs', `${blob.digest.slice(7)}.ranges`))).rejects.toMatchObject({ code: 'ENOENT' });
 
     backend.corrupt.clear();
     sameBytes(await r.read(ref(6)), bytesOf(6));
