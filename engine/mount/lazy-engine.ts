@@ -104,6 +104,7 @@ export function createLazyEngine(config: EngineConfig, deps: LazyEngineDeps): La
           backend,
           cache,
           decompress: (frame, max) => p.decompress(frame, max),
+          decompressAndHash: (frame, max, spans) => p.decompressAndHash(frame, max, spans),
           decompressConcurrency: Math.min(p.capacity, MAX_DECOMPRESS_CONCURRENCY),
           logger,
         },
