@@ -71,9 +71,12 @@ function mountOptions(dir: string): string[] | undefined {
 }
 
 describeRoot('EROFS mounts', () => {
-  const image = path.join(work, 'tiny.erofs');
-  const device = path.join(work, 'tiny.uspace');
+  // Paths under `work`, which exists once the file's beforeAll ran.
+  let image: string;
+  let device: string;
   beforeAll(() => {
+    image = path.join(work, 'tiny.erofs');
+    device = path.join(work, 'tiny.uspace');
     const img = new ImageBuilder();
     img.file(0, 'hello', Buffer.from('hello\n'));
     const { bootstrap, uspace } = img.build();
