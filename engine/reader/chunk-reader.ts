@@ -78,6 +78,12 @@ export interface RemoteChunkReaderOptions {
   prefetchMaxRange?: number;
 }
 
+/** What a load through the LRU knows: the chunk, and whether the blob cache was just found not to hold it. */
+interface ChunkLoad {
+  ref: ChunkRef;
+  cacheChecked: boolean;
+}
+
 interface Deferred {
   promise: Promise<UnitChunks>;
   resolve: (e: UnitChunks) => void;
@@ -110,7 +116,7 @@ export class RemoteChunkReader implements ChunkReader {
   private readonly prefetchMaxGap: number;
   private readonly prefetchMaxRange: number;
   /** Verified chunks by chunkKey; fetch() is the single flight of one chunk. */
-  private readonly chunks: LRUCache<string, Buffer, ChunkRef>;
+  private readonly chunks: LRUCache<string, Buffer, ChunkLoad>;
   /** Chunks being loaded by the LRU's fetch, by chunkKey. */
   private readonly loading = new Set<string>();
   /** Units being loaded, by unitKey. */
@@ -133,10 +139,10 @@ export class RemoteChunkReader implements ChunkReader {
     this.prefetchConcurrency = opts.prefetchConcurrency ?? PREFETCH_CONCURRENCY;
     this.prefetchMaxGap = opts.prefetchMaxGap ?? PREFETCH_MAX_GAP;
     this.prefetchMaxRange = opts.prefetchMaxRange ?? PREFETCH_MAX_RANGE;
-    this.chunks = new LRUCache<string, Buffer, ChunkRef>({
+    this.chunks = new LRUCache<string, Buffer, ChunkLoad>({
       maxSize: opts.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES,
       sizeCalculation: (b) => Math.max(1, b.length),
-      fetchMethod: (_key, _stale, { context }) => this.loadChunk(context),
+      fetchMethod: (_key, _stale, { context }) => this.loadChunk(context.ref, context.cacheChecked),
     });
   }
 
@@ -162,7 +168,7 @@ export class RemoteChunkReader implements ChunkReader {
         this.stats.cacheHits++;
         return to - from;
       }
-      data = await this.fetchChunk(ref);
+      data = await this.fetchChunk(ref, true);
     }
     into.set(data.subarray(from, to), at);
     return to - from;
@@ -184,12 +190,13 @@ export class RemoteChunkReader implements ChunkReader {
     return this.filler.flush();
   }
 
-  private async fetchChunk(ref: ChunkRef): Promise<Buffer> {
+  /** The chunk through the LRU's single flight; `cacheChecked`: the caller just found it absent from the blob cache. */
+  private async fetchChunk(ref: ChunkRef, cacheChecked = false): Promise<Buffer> {
     const key = chunkKey(ref);
     if (this.loading.has(key)) this.stats.cacheHits++; // shares a load in flight
     for (let attempt = 1; ; attempt++) {
       try {
-        const data = await this.chunks.fetch(key, { context: ref });
+        const data = await this.chunks.fetch(key, { context: { ref, cacheChecked } });
         if (!data) throw canceled(`chunk at ${ref.uoffset} of ${this.verifier.digestOf(ref)} was dropped while loading`);
         return data;
       } catch (err) {
@@ -208,21 +215,23 @@ export class RemoteChunkReader implements ChunkReader {
   }
 
   /** The LRU's fetchMethod: the whole chunk from the blob cache, else from its unit. */
-  private async loadChunk(ref: ChunkRef): Promise<Buffer> {
+  private async loadChunk(ref: ChunkRef, cacheChecked: boolean): Promise<Buffer> {
     const key = chunkKey(ref);
     this.loading.add(key);
     try {
-      return await this.loadChunkOnce(ref, key);
+      return await this.loadChunkOnce(ref, key, cacheChecked);
     } finally {
       this.loading.delete(key);
     }
   }
 
-  private async loadChunkOnce(ref: ChunkRef, key: string): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(ref.size);
-    if (!this.units.has(unitKey(ref)) && (await this.fromCache(ref, 0, ref.size, buf, 0))) {
-      this.stats.cacheHits++;
-      return buf;
+  private async loadChunkOnce(ref: ChunkRef, key: string, cacheChecked: boolean): Promise<Buffer> {
+    if (!cacheChecked && !this.units.has(unitKey(ref))) {
+      const buf = Buffer.allocUnsafe(ref.size);
+      if (await this.fromCache(ref, 0, ref.size, buf, 0)) {
+        this.stats.cacheHits++;
+        return buf;
+      }
     }
     this.stats.cacheMisses++;
     let got = (await this.loadUnit(this.unitFor(ref))).get(key);
