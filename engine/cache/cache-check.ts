@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { ChunkRecords } from './chunk-records';
+import { appendRecords, blobFiles, ChunkRecords, DATA_FILE_NAME } from './chunk-records';
 import { CACHE_DATA_DIR } from './disk-cache';
 import { dataIdOf, encodeRecord } from './range-log';
 
@@ -43,24 +43,24 @@ export async function checkCache(root: string): Promise<CacheCheckReport> {
     throw err;
   }
   for (const name of names) {
-    const m = /^([0-9a-f]{64})\.data$/.exec(name);
+    const m = DATA_FILE_NAME.exec(name);
     if (m) await checkBlob(dir, m[1], report);
   }
   return report;
 }
 
 async function checkBlob(dir: string, hex: string, report: CacheCheckReport): Promise<void> {
+  const files = blobFiles(dir, hex);
   let fd: fsp.FileHandle;
   try {
-    fd = await fsp.open(path.join(dir, `${hex}.data`), 'r');
+    fd = await fsp.open(files.data, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // evicted meanwhile
     throw err;
   }
-  const logFile = path.join(dir, `${hex}.ranges`);
   try {
     const records = new ChunkRecords(dataIdOf(await fd.stat({ bigint: true })));
-    await records.readLog(logFile);
+    await records.readLog(files.log);
     report.blobs++;
     const drops: Buffer[] = [];
     for (const [uoffset, c] of [...records.chunks].sort((a, b) => a[0] - b[0])) {
@@ -74,16 +74,7 @@ async function checkBlob(dir: string, hex: string, report: CacheCheckReport): Pr
       report.bad.push({ blob: `sha256:${hex}`, uoffset, size: c.length, reason });
       drops.push(encodeRecord({ offset: uoffset, length: c.length, dataId: records.dataId, digest: c.digest, dropped: true }));
     }
-    if (drops.length > 0) {
-      const log = await fsp.open(logFile, 'a');
-      try {
-        const all = Buffer.concat(drops);
-        await log.write(all, 0, all.length);
-        await log.datasync();
-      } finally {
-        await log.close();
-      }
-    }
+    if (drops.length > 0) await appendRecords(files.log, Buffer.concat(drops));
   } finally {
     await fd.close();
   }

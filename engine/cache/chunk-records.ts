@@ -9,8 +9,29 @@
  * Bound: at most MAX_LOG_BYTES / RANGE_RECORD_SIZE chunks per blob.
  */
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { IntervalSet } from './interval-set';
 import { MAX_LOG_BYTES, parseRecords, type RangeRecord } from './range-log';
+
+/** A data file's name in the cache's data directory; group 1 is its blob's hex digest. */
+export const DATA_FILE_NAME = /^([0-9a-f]{64})\.data$/;
+
+/** The data file and the log of the blob `hex` in the cache's data directory `dir`. */
+export function blobFiles(dir: string, hex: string): { data: string; log: string } {
+  return { data: path.join(dir, `${hex}.data`), log: path.join(dir, `${hex}.ranges`) };
+}
+
+/** Appends encoded records to a log with one O_APPEND write, then fdatasync: they count once this resolves. */
+export async function appendRecords(logFile: string, recs: Buffer): Promise<void> {
+  const log = await fsp.open(logFile, 'a', 0o644);
+  try {
+    const { bytesWritten } = await log.write(recs, 0, recs.length);
+    if (bytesWritten !== recs.length) throw new Error(`short write to chunk log: ${bytesWritten} bytes`);
+    await log.datasync();
+  } finally {
+    await log.close();
+  }
+}
 
 export interface RecordedChunk {
   length: number;

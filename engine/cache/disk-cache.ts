@@ -41,7 +41,7 @@ import { invalidArgument, wrap } from '../../common/errors';
 import { DEFAULTS } from '../config/schema';
 import { nullLogger, type Logger } from '../../common/logger';
 import type { BlobCache, ChunkAddress, VerifiedChunk } from '../types';
-import { ChunkRecords } from './chunk-records';
+import { appendRecords, blobFiles, ChunkRecords } from './chunk-records';
 import { DiskSpace, statOrUndefined, type CacheUsage, type FsSpace } from './disk-space';
 import { LeaseTable, type Release } from './leases';
 import { OpenFiles, type OpenFile } from './open-files';
@@ -154,11 +154,11 @@ export class DiskBlobCache implements BlobCache {
   }
 
   dataPath(blobDigest: string): string {
-    return path.join(this.blobsDir, `${hexOf(blobDigest)}.data`);
+    return blobFiles(this.blobsDir, hexOf(blobDigest)).data;
   }
 
   private logPath(hex: string): string {
-    return path.join(this.blobsDir, `${hex}.ranges`);
+    return blobFiles(this.blobsDir, hex).log;
   }
 
   /** The state of `hex` for data file `dataId` (fresh when the file changed), most recently used. */
@@ -291,7 +291,7 @@ export class DiskBlobCache implements BlobCache {
           for (const c of todo) await pwriteFully(f, c.bytes, c.uoffset);
           await f.fd.datasync();
           const recs = Buffer.concat(todo.map((c) => encodeRecord({ offset: c.uoffset, length: c.size, dataId: f.dataId, digest: c.digest })));
-          await this.appendLog(hex, recs);
+          await appendRecords(this.logPath(hex), recs);
         } catch (err) {
           if (errnoOf(err) === 'ENOSPC' || errnoOf(err) === 'EDQUOT') await this.reclaimAfterNoSpace(hex, st);
           throw err;
@@ -301,17 +301,6 @@ export class DiskBlobCache implements BlobCache {
       });
     } finally {
       f.release();
-    }
-  }
-
-  private async appendLog(hex: string, recs: Buffer): Promise<void> {
-    const log = await fsp.open(this.logPath(hex), 'a', 0o644);
-    try {
-      const { bytesWritten } = await log.write(recs, 0, recs.length);
-      if (bytesWritten !== recs.length) throw new Error(`short write to chunk log: ${bytesWritten} bytes`);
-      await log.datasync();
-    } finally {
-      await log.close();
     }
   }
 
@@ -352,7 +341,7 @@ export class DiskBlobCache implements BlobCache {
     await fsp.rename(this.logPath(hex), doomed).catch((err: unknown) => {
       if (errnoOf(err) !== 'ENOENT') throw err;
     });
-    const data = path.join(this.blobsDir, `${hex}.data`);
+    const data = blobFiles(this.blobsDir, hex).data;
     this.files.forget(data);
     await fsp.rm(data, { force: true });
     await fsp.rm(doomed, { force: true });

@@ -17,6 +17,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { invalidArgument } from '../../common/errors';
 import type { Logger } from '../../common/logger';
+import { blobFiles, DATA_FILE_NAME } from './chunk-records';
 import type { LeaseTable } from './leases';
 import { RANGE_RECORD_SIZE } from './range-log';
 
@@ -147,11 +148,11 @@ export class DiskSpace {
         await fsp.rm(path.join(this.o.blobsDir, name), { force: true });
         continue;
       }
-      const m = /^([0-9a-f]{64})\.data$/.exec(name);
+      const m = DATA_FILE_NAME.exec(name);
       if (!m) continue;
       const data = await statOrUndefined(path.join(this.o.blobsDir, name));
       if (!data) continue;
-      const log = await statOrUndefined(path.join(this.o.blobsDir, `${m[1]}.ranges`));
+      const log = await statOrUndefined(blobFiles(this.o.blobsDir, m[1]).log);
       out.push({
         hex: m[1],
         bytes: Number(data.blocks) * 512 + Number(log?.size ?? 0n),

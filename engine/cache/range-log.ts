@@ -1,6 +1,6 @@
 /**
  * The append-only log of the verified chunks of one cached blob
- * (`<root>/blobs/<hex>.ranges`). Pure codec; disk-cache.ts does the I/O.
+ * (`<root>/ublobs/<hex>.ranges`). Pure codec; disk-cache.ts does the I/O.
  *
  * Record, RANGE_RECORD_SIZE = 72 bytes, little endian:
  *   0  magic   u32  RANGE_RECORD_MAGIC ("NYR2")
