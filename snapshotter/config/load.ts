@@ -14,12 +14,11 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { invalidArgument, limitExceeded, notFound, wrap } from '../../common/errors';
 import type { LogLevel } from '../../common/logger';
-import { absolutePath, engineFromShape, engineShape, parsed, parseWith, table } from '../../engine/config/schema';
+import { absolutePath, CACHE_SUBDIR, engineFromShape, engineShape, parsed, parseWith, table } from '../../engine/config/schema';
 import type { ConfigTable } from '../../engine/config/types';
 import {
   type ConfigOverrides,
   DEFAULT_ADDRESS,
-  DEFAULT_CACHE_SUBDIR,
   DEFAULT_CONFIG_PATH,
   DEFAULT_LOG_LEVEL,
   DEFAULT_ROOT,
@@ -76,7 +75,7 @@ export function configFromTable(raw: ConfigTable, source: string, overrides: Con
     root,
     address: p.address ?? DEFAULT_ADDRESS,
     logLevel: p.log_level,
-    ...engineFromShape(p, path.join(root, DEFAULT_CACHE_SUBDIR)),
+    ...engineFromShape(p, path.join(root, CACHE_SUBDIR)),
     metrics: { address: p.metrics.address },
   };
 }

@@ -31,7 +31,7 @@
  * key's final value.
  */
 import type { LogLevel } from '../../common/logger';
-import { CACHE_SUBDIR, DEFAULT_STATE_DIR, DEFAULTS } from '../../engine/config/schema';
+import { DEFAULT_STATE_DIR } from '../../engine/config/schema';
 import type { EngineConfig } from '../../engine/config/types';
 
 export type { CacheConfig, FuseConfig, MirrorConfig, PrefetchConfig, PrefetchPolicy, ProxyConfig, ReaderConfig, RegistryConfig } from '../../engine/config/types';
@@ -41,18 +41,7 @@ export const DEFAULT_CONFIG_PATH = '/etc/nyd/config.toml';
 export const DEFAULT_ROOT = DEFAULT_STATE_DIR;
 export const DEFAULT_ADDRESS = '/run/nyd/snapshotter.sock';
 export const DEFAULT_LOG_LEVEL: LogLevel = 'info';
-/** cache.dir is <root>/<this> unless given. */
-export const DEFAULT_CACHE_SUBDIR = CACHE_SUBDIR;
-/** The engine's defaults (engine/config/schema.ts DEFAULTS), by their former names. */
-export const DEFAULT_CACHE_SIZE = DEFAULTS.cache.size;
-export const DEFAULT_PREFETCH_BANDWIDTH = DEFAULTS.prefetch.bandwidth;
-export const DEFAULT_FETCH_TIMEOUT_MS = DEFAULTS.registry.fetchTimeoutMs;
-export const DEFAULT_FETCH_RETRIES = DEFAULTS.registry.fetchRetries;
-export const DEFAULT_COOL_OFF_MS = DEFAULTS.registry.coolOffMs;
-export const DEFAULT_HEALTH_CHECK_INTERVAL_MS = DEFAULTS.proxy.healthCheckIntervalMs;
-export const DEFAULT_HEALTH_CHECK_TIMEOUT_MS = DEFAULTS.proxy.healthCheckTimeoutMs;
-export const DEFAULT_PROXY_TIMEOUT_MS = DEFAULTS.proxy.timeoutMs;
-export const DEFAULT_FUSE_TIMEOUT_S = DEFAULTS.fuse.attrTimeout;
+// The engine's settings default to engine/config/schema.ts DEFAULTS; cache.dir is <root>/CACHE_SUBDIR unless given.
 
 /** Largest config file read. */
 export const MAX_CONFIG_BYTES = 1024 ** 2;

@@ -3,18 +3,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codeOf, ErrorCode } from '../../../common/errors';
+import { DEFAULTS } from '../../../engine/config/schema';
 import { defaultConfig, loadConfig, parseConfig } from '../../../snapshotter/config/load';
 import {
   DEFAULT_ADDRESS,
-  DEFAULT_CACHE_SIZE,
-  DEFAULT_COOL_OFF_MS,
-  DEFAULT_FETCH_RETRIES,
-  DEFAULT_FETCH_TIMEOUT_MS,
-  DEFAULT_FUSE_TIMEOUT_S,
-  DEFAULT_HEALTH_CHECK_INTERVAL_MS,
-  DEFAULT_HEALTH_CHECK_TIMEOUT_MS,
-  DEFAULT_PREFETCH_BANDWIDTH,
-  DEFAULT_PROXY_TIMEOUT_MS,
   DEFAULT_ROOT,
   MAX_CONFIG_BYTES,
   MAX_MIRROR_ENDPOINTS,
@@ -89,21 +81,21 @@ describe('config defaults', () => {
     expect(c.root).toBe(DEFAULT_ROOT);
     expect(c.address).toBe(DEFAULT_ADDRESS);
     expect(c.logLevel).toBe('info');
-    expect(c.cache).toEqual({ dir: path.join(DEFAULT_ROOT, 'cache'), size: DEFAULT_CACHE_SIZE });
-    expect(c.prefetch).toEqual({ policy: 'list', bandwidth: DEFAULT_PREFETCH_BANDWIDTH });
+    expect(c.cache).toEqual({ dir: path.join(DEFAULT_ROOT, 'cache'), size: DEFAULTS.cache.size });
+    expect(c.prefetch).toEqual({ policy: 'list', bandwidth: DEFAULTS.prefetch.bandwidth });
     expect(c.registry).toEqual({
       insecure: [],
       plainHttpLoopback: true,
       dockerConfig: undefined,
       caFile: undefined,
-      fetchTimeoutMs: DEFAULT_FETCH_TIMEOUT_MS,
-      fetchRetries: DEFAULT_FETCH_RETRIES,
-      coolOffMs: DEFAULT_COOL_OFF_MS,
+      fetchTimeoutMs: DEFAULTS.registry.fetchTimeoutMs,
+      fetchRetries: DEFAULTS.registry.fetchRetries,
+      coolOffMs: DEFAULTS.registry.coolOffMs,
       mirrors: [],
     });
     expect(c.proxy).toBeUndefined();
     expect(c.metrics.address).toBeUndefined();
-    expect(c.fuse).toEqual({ attrTimeout: DEFAULT_FUSE_TIMEOUT_S, entryTimeout: DEFAULT_FUSE_TIMEOUT_S, kernelCache: true });
+    expect(c.fuse).toEqual({ attrTimeout: DEFAULTS.fuse.attrTimeout, entryTimeout: DEFAULTS.fuse.attrTimeout, kernelCache: true });
   });
 
   it('a proxy with only a url gets the proxy defaults', () => {
@@ -111,9 +103,9 @@ describe('config defaults', () => {
     expect(c.proxy).toEqual({
       url: 'http://127.0.0.1:65001',
       healthCheckUrl: undefined,
-      healthCheckIntervalMs: DEFAULT_HEALTH_CHECK_INTERVAL_MS,
-      healthCheckTimeoutMs: DEFAULT_HEALTH_CHECK_TIMEOUT_MS,
-      timeoutMs: DEFAULT_PROXY_TIMEOUT_MS,
+      healthCheckIntervalMs: DEFAULTS.proxy.healthCheckIntervalMs,
+      healthCheckTimeoutMs: DEFAULTS.proxy.healthCheckTimeoutMs,
+      timeoutMs: DEFAULTS.proxy.timeoutMs,
       fallback: true,
     });
   });
